@@ -1,0 +1,183 @@
+"""GreedyInfoMax: a Keras model whose train_step trains each encoder module on its own loss.
+
+Modules are chained with `stop_gradient`, so module k learns only from its own InfoNCE
+head (Loewe, O'Connor, Veeling, NeurIPS 2019). The same class gives the paper's baselines:
+`isolate=False, loss_modules="last", autoregressor=True` is end-to-end CPC. With
+`train_module=k` only module k (and its head) trains, and modules before it run outside
+the gradient tape, so their activations are freed at once: that is what makes
+module-at-a-time training need less memory (the official code keeps the graph alive).
+
+The train_step is TensorFlow-specific (GradientTape); the losses and layers it calls are
+written in keras.ops, so a JAX train_step only needs to replace `train_step`.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from gim_zoo.models.autoregressor import RowCausalContext
+from gim_zoo.models.infonce import InfoNCE
+
+
+@keras.saving.register_keras_serializable(package="gim_zoo")
+class GreedyInfoMax(keras.Model):
+    """Self-supervised trainer around a modular encoder (e.g. PatchResNetEncoder).
+
+    Args:
+      encoder: a model with `patches(images)`, `gim_modules` and `grid_pool`.
+      prediction_steps, negatives, skip: InfoNCE settings (paper: 5, 16, 1).
+      isolate: stop gradients between modules (GIM) or not (end-to-end).
+      loss_modules: "all" (one InfoNCE per module) or "last" (CPC: one loss on top).
+      autoregressor: use a row-causal context network before the last loss (CPC).
+      train_module: None trains every module; k (1-based) trains only module k.
+      seed: seed of the negative samplers.
+    """
+
+    def __init__(
+        self,
+        encoder,
+        prediction_steps=5,
+        negatives=16,
+        skip=1,
+        isolate=True,
+        loss_modules="all",
+        autoregressor=False,
+        train_module=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if loss_modules not in ("all", "last"):
+            raise ValueError(f"loss_modules must be 'all' or 'last', got {loss_modules!r}")
+        n = encoder.num_modules
+        if train_module is not None and not 1 <= int(train_module) <= n:
+            raise ValueError(f"train_module must be in 1..{n}, got {train_module}")
+        if train_module is not None and loss_modules == "last" and int(train_module) != n:
+            raise ValueError("with loss_modules='last' only the last module has a loss to train")
+        self.encoder = encoder
+        self.prediction_steps, self.negatives, self.skip = prediction_steps, negatives, skip
+        self.isolate, self.loss_modules = bool(isolate), loss_modules
+        self.train_module = None if train_module is None else int(train_module)
+        self.seed = seed
+        self.loss_indices = list(range(n)) if loss_modules == "all" else [n - 1]
+        self.heads = [
+            InfoNCE(prediction_steps, negatives, skip,
+                    seed=None if seed is None else seed + i, name=f"infonce{i + 1}")
+            for i in self.loss_indices
+        ]
+        self.context_net = RowCausalContext(name="context") if autoregressor else None
+        self.loss_trackers = {"loss": keras.metrics.Mean(name="loss")}
+        reported = self.loss_indices if self.train_module is None else [self.train_module - 1]
+        for i in reported:
+            name = f"module{i + 1}_loss"
+            self.loss_trackers[name] = keras.metrics.Mean(name=name)
+        self._build_heads()
+
+    def _build_heads(self):
+        grid, channels = self.encoder.grid, self.encoder.output_channels
+        for head, i in zip(self.heads, self.loss_indices):
+            shape = (None, grid, grid, channels[i])
+            head.build(shape, shape)
+        if self.context_net is not None:
+            self.context_net.build((None, grid, grid, channels[-1]))
+        self.built = True
+
+    @property
+    def metrics(self):
+        return list(self.loss_trackers.values())
+
+    def call(self, images, training=False):
+        return self.encoder(images, training=training)
+
+    def module_losses(self, images, training=False, negative_indices=None):
+        """{module index (0-based): InfoNCE loss}, chained per `isolate`/`train_module`.
+
+        Modules before `train_module` run here too; `train_step` keeps them off the tape.
+        """
+        h = self.encoder.patches(images)
+        last = self.encoder.num_modules if self.train_module is None else self.train_module
+        losses = {}
+        for i, module in enumerate(self.encoder.gim_modules[:last]):
+            if self.isolate and i > 0:
+                h = ops.stop_gradient(h)
+            h = module(h, training=training)
+            if i in self.loss_indices and (self.train_module is None or i == last - 1):
+                losses[i] = self._head_loss(i, self.encoder.grid_pool(h), negative_indices)
+        return losses
+
+    def _head_loss(self, i, z, negative_indices):
+        head = self.heads[self.loss_indices.index(i)]
+        context = z if self.context_net is None or i != self.encoder.num_modules - 1 \
+            else self.context_net(z)
+        return head(context, z, negative_indices=negative_indices)
+
+    def _trained_variables(self):
+        if self.train_module is None:
+            return self.trainable_variables
+        k = self.train_module - 1
+        variables = list(self.encoder.gim_modules[k].trainable_variables)
+        if k in self.loss_indices:
+            variables += self.heads[self.loss_indices.index(k)].trainable_variables
+        if self.context_net is not None and k == self.encoder.num_modules - 1:
+            variables += self.context_net.trainable_variables
+        return variables
+
+    def _frozen_prefix(self, images):
+        """Run modules before `train_module` without recording gradients."""
+        h = self.encoder.patches(images)
+        for module in self.encoder.gim_modules[: self.train_module - 1]:
+            h = module(h, training=False)
+        return ops.stop_gradient(h)
+
+    def losses_on_tape(self, images):
+        """(tape, total loss, {module: loss}) with only the trained modules recorded."""
+        if self.train_module is None:
+            with tf.GradientTape() as tape:
+                losses = self.module_losses(images, training=True)
+                total = ops.sum(ops.stack(list(losses.values())))
+            return tape, total, losses
+        k = self.train_module - 1
+        h = self._frozen_prefix(images)  # outside the tape: no activations kept
+        with tf.GradientTape() as tape:
+            h = self.encoder.gim_modules[k](h, training=True)
+            losses = {k: self._head_loss(k, self.encoder.grid_pool(h), None)}
+        return tape, losses[k], losses
+
+    def train_step(self, data):
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        variables = self._trained_variables()
+        tape, total, losses = self.losses_on_tape(images)
+        grads = tape.gradient(total, variables)
+        self.optimizer.apply(grads, variables)
+        return self._record(total, losses)
+
+    def test_step(self, data):
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        losses = self.module_losses(images, training=False)
+        return self._record(ops.sum(ops.stack(list(losses.values()))), losses)
+
+    def _record(self, total, losses):
+        self.loss_trackers["loss"].update_state(total)
+        for i, value in losses.items():
+            self.loss_trackers[f"module{i + 1}_loss"].update_state(value)
+        return {name: tracker.result() for name, tracker in self.loss_trackers.items()}
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "prediction_steps": self.prediction_steps,
+            "negatives": self.negatives,
+            "skip": self.skip,
+            "isolate": self.isolate,
+            "loss_modules": self.loss_modules,
+            "autoregressor": self.context_net is not None,
+            "train_module": self.train_module,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)

@@ -1,0 +1,100 @@
+"""InfoNCE (CPC) loss over a grid of patch embeddings, as Greedy InfoMax uses it.
+
+For k = 1..K a bias-free linear map W_k transforms the target embeddings; the context at
+grid row i scores the target k + skip rows below it (same column) against N negatives
+drawn uniformly, with replacement, from all transformed targets of that k in the batch
+(every image, every position). Softmax over 1 + N raw scores (no normalisation, no
+temperature), cross-entropy with the positive, mean over positions, summed over k and
+divided by K. Matches the official GIM code's semantics (Loewe et al., NeurIPS 2019).
+"""
+
+import keras
+from keras import ops
+
+
+def info_nce_from_scores(context, transformed_targets, negative_indices):
+    """Loss for one prediction step.
+
+    context: (B, R, W, C) rows that make predictions.
+    transformed_targets: (B, R, W, C) the matching targets already multiplied by W_k.
+    negative_indices: (B, R, W, N) integer rows of the flattened (B*R*W, C) targets.
+
+    Scores every context against every target with one matmul and then picks the sampled
+    negatives: on CPU this is faster than gathering (B, R, W, N, C) negative vectors.
+    """
+    channels = transformed_targets.shape[-1]
+    positive = ops.sum(context * transformed_targets, axis=-1, keepdims=True)  # (B,R,W,1)
+    queries = ops.reshape(context, (-1, channels))
+    keys = ops.reshape(transformed_targets, (-1, channels))
+    all_scores = ops.matmul(queries, ops.transpose(keys))  # (P, P)
+    flat_indices = ops.reshape(negative_indices, (ops.shape(queries)[0], -1))
+    negative = ops.take_along_axis(all_scores, flat_indices, axis=1)
+    negative = ops.reshape(negative, ops.shape(negative_indices))
+    logits = ops.concatenate([positive, ops.cast(negative, positive.dtype)], axis=-1)
+    return -ops.mean(ops.log_softmax(logits, axis=-1)[..., 0])
+
+
+@keras.saving.register_keras_serializable(package="gim_zoo")
+class InfoNCE(keras.layers.Layer):
+    """InfoNCE head of one module: owns the K predictors W_k and the negative sampler.
+
+    Call with `(context, targets)`, both (B, G, G, C); returns the scalar loss.
+    `negative_indices` (a list of K integer arrays) fixes the negatives, for tests.
+    """
+
+    def __init__(self, prediction_steps=5, negatives=16, skip=1, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.prediction_steps = int(prediction_steps)
+        self.negatives = int(negatives)
+        self.skip = int(skip)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, context_shape, targets_shape=None):
+        targets_shape = targets_shape or context_shape
+        rows = targets_shape[1]
+        if self.prediction_steps + self.skip >= rows:
+            raise ValueError(
+                f"a {rows}-row grid cannot predict {self.prediction_steps} steps with skip "
+                f"{self.skip}: need prediction_steps + skip < rows"
+            )
+        self.predictors = self.add_weight(
+            shape=(self.prediction_steps, targets_shape[-1], context_shape[-1]),
+            initializer="glorot_uniform",
+            name="predictors",
+        )
+
+    def sample_negatives(self, batch, rows, cols):
+        """Uniform indices (with replacement) into all transformed targets of one step."""
+        return keras.random.randint(
+            (batch, rows, cols, self.negatives),
+            0,
+            batch * rows * cols,
+            seed=self.seed_generator,
+            dtype="int32",
+        )
+
+    def call(self, context, targets, negative_indices=None):
+        rows = targets.shape[1]
+        batch = ops.shape(targets)[0]
+        total = 0.0
+        for k in range(1, self.prediction_steps + 1):
+            shift = k + self.skip
+            future = targets[:, shift:]
+            transformed = ops.einsum("brwt,tc->brwc", future, self.predictors[k - 1])
+            present = context[:, : rows - shift]
+            if negative_indices is None:
+                indices = self.sample_negatives(batch, rows - shift, targets.shape[2])
+            else:
+                indices = negative_indices[k - 1]
+            total = total + info_nce_from_scores(present, transformed, indices)
+        return total / self.prediction_steps
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "prediction_steps": self.prediction_steps,
+            "negatives": self.negatives,
+            "skip": self.skip,
+            "seed": self.seed,
+        }

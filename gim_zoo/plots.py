@@ -1,0 +1,47 @@
+"""PNG plots of results people would rather see than read (headless: Agg backend)."""
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_history(path):
+    """history.csv (Keras CSVLogger) -> {column: [float, ...]}, last row per epoch kept."""
+    rows = {}
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            rows[int(row["epoch"])] = row
+    columns = {}
+    for epoch in sorted(rows):
+        for key, value in rows[epoch].items():
+            try:
+                columns.setdefault(key, []).append(float(value))
+            except (TypeError, ValueError):
+                pass
+    return columns
+
+
+def plot_loss_curves(history_csv, out_path, title=""):
+    """One line per loss column (total, per module, validation) against epoch."""
+    history = read_history(history_csv)
+    epochs = [e + 1 for e in history.get("epoch", [])]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in sorted(k for k in history if k.endswith("loss")):
+        style = "--" if key.startswith("val_") else "-"
+        ax.plot(epochs, history[key], style, marker="o", label=key)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out_path = Path(out_path)
+    tmp = out_path.with_name(f".tmp-{out_path.name}")
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    tmp.replace(out_path)
+    return out_path

@@ -1,0 +1,115 @@
+"""One table of zoo models: name -> what to build, how it was trained, what it measured.
+
+A spec names its encoder configuration and its training objective; `build_model` turns
+it into the Keras model that `training/train.py` fits. Unknown names fail with the
+closest matches.
+"""
+
+import dataclasses
+import difflib
+import fnmatch
+
+FASHION_MNIST_ENCODER = dict(
+    # Pad 28 -> 32 inside the model, 8x8 patches with stride 4 (50% overlap, as the paper's
+    # 16/8 on 64x64): a 7x7 grid, the paper's grid, so K = 5 predictions still fit
+    # (row 0 predicts row 6). Mean/std: measured on the 60k training images.
+    image_size=28, channels=1, pad=2, patch_size=8, patch_stride=4,
+    pixel_mean=72.94, pixel_std=90.02,
+    # Small enough to train at ~250 images/s on 2 CPU cores.
+    stem_width=32, stem_kernel=5, widths=(16, 32, 64), blocks=(1, 1, 1), strides=(1, 2, 2),
+    expansion=4,
+)
+STL10_ENCODER = dict(
+    # The paper's: grayscale 64x64 crops, 16x16 patches, stride 8 (7x7 grid), first three
+    # stages of a pre-activation ResNet-50 without BatchNorm. Mean/std are a fixed
+    # 0.5/0.25 standardisation (not measured: STL-10 is not on these machines).
+    image_size=64, channels=1, pad=0, patch_size=16, patch_stride=8,
+    pixel_mean=127.5, pixel_std=63.75,
+    stem_width=64, stem_kernel=5, widths=(64, 128, 256), blocks=(3, 4, 6), strides=(1, 2, 2),
+    expansion=4,
+)
+GIM_OBJECTIVE = dict(prediction_steps=5, negatives=16, skip=1, isolate=True,
+                     loss_modules="all", autoregressor=False)
+CPC_OBJECTIVE = dict(prediction_steps=5, negatives=16, skip=1, isolate=False,
+                     loss_modules="last", autoregressor=True)
+
+
+class UnknownModelError(KeyError):
+    """A model name that is not in the registry; the message lists close matches."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    objective: str  # "gim", "cpc" or "supervised"
+    dataset: str
+    encoder: dict
+    summary: str
+    epochs: int
+    batch_size: int = 32
+    learning_rate: float = 2e-4
+    num_classes: int = 10
+    paper: str = "Loewe, O'Connor, Veeling. Putting An End to End-to-End. NeurIPS 2019."
+
+    @property
+    def infonce(self):
+        return {"gim": GIM_OBJECTIVE, "cpc": CPC_OBJECTIVE}.get(self.objective)
+
+    def build_encoder(self, **overrides):
+        from gim_zoo.models.resnet import PatchResNetEncoder
+
+        return PatchResNetEncoder(**{**self.encoder, **overrides}, name="encoder")
+
+    def build_model(self, encoder_overrides=None, train_module=None, seed=None):
+        """The model train.py fits: GreedyInfoMax for gim/cpc, a Classifier for supervised."""
+        from gim_zoo.models.gim import GreedyInfoMax
+        from gim_zoo.models.probe import Classifier
+
+        encoder = self.build_encoder(**(encoder_overrides or {}))
+        if self.objective == "supervised":
+            if train_module is not None:
+                raise ValueError("train_module applies to gim/cpc objectives, not supervised")
+            return Classifier(encoder, self.num_classes, frozen=False, name="supervised")
+        return GreedyInfoMax(encoder, train_module=train_module, seed=seed,
+                             name=self.objective, **self.infonce)
+
+
+_SPECS = [
+    ModelSpec("gim-fmnist-resnet", "gim", "fashion_mnist", FASHION_MNIST_ENCODER,
+              "Greedy InfoMax, 3 gradient-isolated pre-activation ResNet modules, "
+              "Fashion-MNIST.", epochs=8),
+    ModelSpec("cpc-fmnist-resnet", "cpc", "fashion_mnist", FASHION_MNIST_ENCODER,
+              "End-to-end CPC baseline: same encoder, one InfoNCE loss on top with a "
+              "row-causal autoregressor, Fashion-MNIST.", epochs=8),
+    ModelSpec("supervised-fmnist-resnet", "supervised", "fashion_mnist",
+              FASHION_MNIST_ENCODER,
+              "Supervised baseline: same encoder trained end-to-end with labels.",
+              epochs=4, learning_rate=1e-3),
+    ModelSpec("gim-stl10-resnet", "gim", "stl10", STL10_ENCODER,
+              "Greedy InfoMax with the paper's configuration on STL-10 (ResNet-50 stages "
+              "[3, 4, 6]); 300 epochs, Adam 2e-4, batch 32.", epochs=300),
+    ModelSpec("cpc-stl10-resnet", "cpc", "stl10", STL10_ENCODER,
+              "End-to-end CPC baseline with the paper's configuration on STL-10.",
+              epochs=300),
+]
+MODELS = {spec.name: spec for spec in _SPECS}
+
+
+def list_models(pattern="*"):
+    """Registered names matching a shell-style pattern, e.g. 'gim-*'."""
+    return sorted(n for n in MODELS if fnmatch.fnmatch(n, pattern))
+
+
+def get(name):
+    """The spec of `name`; unknown names raise KeyError with the closest matches."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), MODELS, n=3, cutoff=0.4)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}"
+        ) from None
