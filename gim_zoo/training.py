@@ -132,12 +132,14 @@ def train(config):
     if config.init_from and not run.has_backup:
         model.encoder.load_weights(RunDirectory(config.init_from).encoder_weights_path)
 
+    # Order matters: the history row is written before the backup, so a kill between the
+    # two repeats an epoch (read_history keeps its last row) rather than losing a row.
     callbacks = [
         EpochTimer(),
         keras.callbacks.TerminateOnNaN(),
-        ResumableBackup(run.backup_dir),
         keras.callbacks.CSVLogger(str(run.history_path), append=True),
         keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False),
+        ResumableBackup(run.backup_dir),
     ]
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
                         callbacks=callbacks, verbose=config.verbose, shuffle=False)

@@ -59,13 +59,18 @@ def read_idx(path):
 
 
 def find_data_dir(data_dir=None):
-    """First directory (argument, env var, Debian default) holding all four files."""
-    candidates = [data_dir, os.environ.get(ENV_VAR), DEFAULT_DIR]
-    for candidate in candidates:
-        if candidate and all((Path(candidate) / f).is_file() for p in FILES.values() for f in p):
+    """The explicit directory (which must hold the files), else $ENV_VAR, else Debian's."""
+    def complete(d):
+        return d and all((Path(d) / f).is_file() for pair in FILES.values() for f in pair)
+
+    if data_dir:
+        if not complete(data_dir):
+            raise DatasetNotFoundError(
+                f"Fashion-MNIST files not found in {data_dir}. " + INSTALL_HINT)
+        return Path(data_dir)
+    for candidate in (os.environ.get(ENV_VAR), DEFAULT_DIR):
+        if complete(candidate):
             return Path(candidate)
-    if data_dir:  # an explicit directory that lacks the files is an error, not a fallback
-        raise DatasetNotFoundError(f"Fashion-MNIST files not found in {data_dir}. " + INSTALL_HINT)
     return None
 
 

@@ -1,0 +1,46 @@
+"""Run-directory safety: atomic writes, configuration checks, finite-only backups."""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from gim_zoo.runs import (ConfigMismatchError, ResumableBackup, RunDirectory,
+                          atomic_write_json)
+
+
+def test_atomic_write_leaves_no_temporary_files(tmp_path):
+    atomic_write_json(tmp_path / "a.json", {"x": 1})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    atomic_write_json(tmp_path / "a.json", {"x": 1})
+    with pytest.raises(TypeError):
+        atomic_write_json(tmp_path / "a.json", {"x": object()})  # not serialisable
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_only_epochs_may_change_between_invocations(tmp_path):
+    run = RunDirectory(tmp_path / "r")
+    run.prepare({"model": "m", "seed": 0, "epochs": 2})
+    run.prepare({"model": "m", "seed": 0, "epochs": 5})
+    with pytest.raises(ConfigMismatchError, match="seed: 0 -> 1"):
+        run.prepare({"model": "m", "seed": 1, "epochs": 5})
+
+
+def test_backup_skips_non_finite_epochs(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    backup = ResumableBackup(tmp_path / "backup")
+    model.fit(np.ones((4, 3)), np.ones((4, 1)), epochs=1, verbose=0, callbacks=[backup])
+    saved = (tmp_path / "backup" / "latest.weights.h5").read_bytes()
+    model.layers[0].kernel.assign(np.full((3, 1), np.nan, "float32"))
+    backup.on_epoch_end(1, {"loss": math.nan})
+    assert (tmp_path / "backup" / "latest.weights.h5").read_bytes() == saved
+    meta = json.loads((tmp_path / "backup" / "training_metadata.json").read_text())
+    assert meta["epoch"] == 1

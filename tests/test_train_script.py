@@ -1,0 +1,128 @@
+"""training/train.py and training/probe.py end to end on real Fashion-MNIST, tiny model."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_FLAGS
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["--max_examples=512", "--eval_examples=128", "--verbose=2", *TINY_FLAGS]
+
+
+def run_script(script, *args, check=True, timeout=300):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(ROOT / "training" / script), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def history(run_dir):
+    with open(run_dir / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "gim"
+    run_script("train.py", "--model=gim-fmnist-resnet", "--epochs=2", "--learning_rate=2e-3",
+               f"--out_dir={run_dir}", *QUICK)
+    return run_dir
+
+
+def test_train_writes_a_complete_run_and_the_loss_decreases(trained_run):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and metrics["epochs_completed"] == 2
+    rows = history(trained_run)
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert {"module1_loss", "module2_loss", "module3_loss", "val_loss"} <= set(rows[0])
+    assert float(rows[1]["loss"]) < float(rows[0]["loss"])
+    for name in ("config.json", "model.weights.h5", "encoder.weights.h5", "loss_curves.png"):
+        assert (trained_run / name).stat().st_size > 0, name
+    assert list((trained_run / "logs").rglob("events.out.tfevents*")), "no TensorBoard logs"
+    assert (trained_run / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_probe_on_a_small_label_budget(trained_run):
+    proc = run_script("probe.py", f"--run_dir={trained_run}", "--labels_per_class=20",
+                      "--steps=300")
+    assert "test top-1" in proc.stdout
+    result = json.loads((trained_run / "probes" / "labels20-module3-seed0.json").read_text())
+    assert result["train_examples"] == 200 and result["test_examples"] == 10000
+    assert result["test_accuracy"] > 0.3  # chance is 0.1
+
+
+def test_rerun_resumes_instead_of_restarting(trained_run):
+    proc = run_script("train.py", "--model=gim-fmnist-resnet", "--epochs=3",
+                      "--learning_rate=2e-3", f"--out_dir={trained_run}", *QUICK)
+    assert "Epoch 1/3" not in proc.stdout and "Epoch 3/3" in proc.stdout
+    assert [r["epoch"] for r in history(trained_run)] == ["0", "1", "2"]
+
+
+def test_resume_after_sigkill(tmp_path):
+    run_dir = tmp_path / "killed"
+    args = [sys.executable, str(ROOT / "training" / "train.py"), "--model=gim-fmnist-resnet",
+            "--epochs=4", f"--out_dir={run_dir}", *QUICK]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    metadata = run_dir / "backup" / "training_metadata.json"
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if metadata.exists() and json.loads(metadata.read_text())["epoch"] >= 1:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "run finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    killed_at = json.loads(metadata.read_text())["epoch"]
+    assert 1 <= killed_at < 4
+    out = run_script("train.py", *args[2:]).stdout
+    assert f"Epoch {killed_at + 1}/4" in out and "Epoch 1/4" not in out
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and metrics["epochs_completed"] == 4
+    assert [r["epoch"] for r in history(run_dir)][-1] == "3"
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, trained_run):
+    proc = run_script("train.py", "--model=gim-fmnist-resnt", f"--out_dir={tmp_path}/a",
+                      check=False)
+    assert proc.returncode != 0
+    assert "unknown model 'gim-fmnist-resnt'" in proc.stderr
+    assert "Did you mean: gim-fmnist-resnet" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    proc = run_script("train.py", "--model=gim-fmnist-resnet", "--seed=7", "--epochs=2",
+                      f"--out_dir={trained_run}", *QUICK, check=False)
+    assert proc.returncode != 0 and "different configuration" in proc.stderr
+    assert "seed: 0 -> 7" in proc.stderr
+
+    proc = run_script("train.py", "--model=gim-fmnist-resnet", f"--out_dir={tmp_path}/b",
+                      f"--data_dir={tmp_path}/nothing-here", check=False)
+    assert proc.returncode != 0 and "apt-get install dataset-fashion-mnist" in proc.stderr
+
+    proc = run_script("probe.py", f"--run_dir={tmp_path}/not-a-run", check=False)
+    assert proc.returncode != 0 and "not a run directory" in proc.stderr
+
+
+def test_non_finite_loss_stops_without_writing_weights(tmp_path):
+    run_dir = tmp_path / "nan"
+    proc = run_script("train.py", "--model=gim-fmnist-resnet", "--epochs=2",
+                      "--learning_rate=1e12", f"--out_dir={run_dir}", *QUICK, check=False)
+    assert proc.returncode != 0 and "non-finite" in proc.stderr
+    assert not (run_dir / "model.weights.h5").exists()
+    assert not (run_dir / "backup" / "latest.weights.h5").exists()
+    assert json.loads((run_dir / "metrics.json").read_text())["status"].startswith("stopped")
