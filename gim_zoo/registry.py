@@ -53,6 +53,12 @@ class ModelSpec:
     learning_rate: float = 2e-4
     num_classes: int = 10
     paper: str = "Loewe, O'Connor, Veeling. Putting An End to End-to-End. NeurIPS 2019."
+    license: str = "apache-2.0"
+    hub_repo: str = None  # set once the weights are published (export/publish.py)
+
+    def training_command(self, seed=0):
+        return (f"python training/train.py --model={self.name} --seed={seed} "
+                f"--out_dir=runs/{self.name}-seed{seed}")
 
     @property
     def infonce(self):

@@ -1,0 +1,42 @@
+"""Publish a zoo model folder to the Hugging Face Hub (create_repo + upload_folder).
+
+    python export/publish.py --folder=gim_zoo/pretrained/gim-fmnist-resnet \
+        --repo_id=YOUR_ORG/gim-fmnist-resnet [--dry_run]
+
+The token comes from $HF_TOKEN or `hf auth login`; it is never printed or written. A folder
+without a model card (README.md) and metrics.json is refused.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from gim_zoo.publishing import PublishError, plan_upload, publish  # noqa: E402
+
+flags.DEFINE_string("folder", None, "model folder to upload", required=True)
+flags.DEFINE_string("repo_id", None, "Hub repository, e.g. org/gim-fmnist-resnet", required=True)
+flags.DEFINE_bool("dry_run", False, "list what would be uploaded and stop")
+flags.DEFINE_bool("private", False, "create the repository as private")
+
+
+def main(argv):
+    f = flags.FLAGS
+    try:
+        files = plan_upload(f.folder)
+        for path, size in files:
+            print(f"{size:>10,d}  {path}")
+        if f.dry_run:
+            print(f"dry run: {len(files)} files would be uploaded to {f.repo_id}")
+            return
+        url = publish(f.folder, f.repo_id, private=f.private)
+    except PublishError as e:
+        sys.exit(f"error: {e}")
+    print(f"published: {url}")
+    print(f"pin it: set hub_repo={f.repo_id!r} for this model in gim_zoo/registry.py")
+
+
+if __name__ == "__main__":
+    app.run(main)

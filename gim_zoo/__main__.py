@@ -1,0 +1,3 @@
+from gim_zoo.cli import main
+
+main()

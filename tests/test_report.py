@@ -1,0 +1,31 @@
+"""Report tables and plot come from the JSON files train.py / probe.py write."""
+
+import json
+
+from gim_zoo import report
+
+
+def write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def test_tables_and_plot_from_run_directories(tmp_path):
+    gim = tmp_path / "gim-fmnist-resnet-seed0"
+    write(gim / "metrics.json", {"epochs_completed": 8, "train_seconds": 10.0,
+                                 "train_examples": 60000, "test_loss": 3.25})
+    for budget, acc in (("60", 0.71), ("all", 0.875)):
+        write(gim / "probes" / f"labels{budget}-module3-seed0.json",
+              {"labels_per_class": budget, "module": 3, "seed": 0, "test_accuracy": acc})
+    write(gim / "probes" / "labelsall-module1-seed0.json",
+          {"labels_per_class": "all", "module": 1, "seed": 0, "test_accuracy": 0.8})
+    write(tmp_path / "supervised-fmnist-resnet-labels60-seed0" / "metrics.json",
+          {"test_accuracy": 0.65, "epochs_completed": 100})
+    rows, per_module = report.collect(tmp_path)
+    table = report.markdown(rows, per_module)
+    assert "| GIM (Greedy InfoMax) | 71.0 | - | 87.5 |" in table
+    assert "| Supervised end-to-end (trained on the budget) | 65.0 | - | - |" in table
+    assert "| GIM (Greedy InfoMax) | 80.0 | - | 87.5 |" in table  # per-module table
+    assert "InfoNCE 3.2500" in report.training_table(tmp_path)
+    report.plot_budgets(rows, tmp_path / "b.png")
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
