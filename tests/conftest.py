@@ -4,6 +4,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# Tests never touch the network: the Hub client starts offline (tests that talk to the
+# local stand-in switch it back on, see tests/hf_standin.py).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.pop("HF_TOKEN", None)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -31,8 +31,10 @@ class Classifier(keras.Model):
         self.encoder.trainable = not self.frozen
         self.pool = layers.GlobalAveragePooling2D(name="global_pool")
         self.head = layers.Dense(self.num_classes, activation="softmax", name="head")
-        self.head.build((None, encoder.output_channels[self.module - 1]))
-        self.built = True
+        # Build by one call on a blank image: Keras records the input signature that its
+        # exporters (SavedModel, TFLite) need.
+        size, channels = encoder.image_size, encoder.channels
+        self(np.zeros((1, size, size, channels), "float32"))
 
     def call(self, images, training=False):
         grid = self.encoder.module_outputs(
