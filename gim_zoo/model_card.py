@@ -5,6 +5,8 @@ import json
 
 HF_DATASETS = {"fashion_mnist": "zalando-datasets/fashion_mnist", "stl10": "tanganke/stl10"}
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "stl10": "STL-10"}
+DATA_SOURCES = {"fashion_mnist": "the IDX files of Debian's dataset-fashion-mnist, the "
+                                 "same files tensorflow-datasets downloads"}
 BUDGET_NAMES = {"60": "1% labels (60/class)", "600": "10% labels (600/class)",
                 "all": "100% labels"}
 
@@ -63,9 +65,10 @@ def render(spec, metrics):
         "",
         spec.summary,
         "",
-        f"Trained by gim_zoo on **real {dataset}** (the Debian `dataset-fashion-mnist` "
-        "files) on a 2-core CPU machine with no GPU and no network; not the paper's STL-10 "
-        "setup, and not trained to convergence. Paper: " + spec.paper,
+        f"Trained by gim_zoo's own command (below) on **real {dataset}** "
+        f"({DATA_SOURCES.get(spec.dataset, 'tensorflow-datasets')}) on a 2-core CPU machine "
+        "with no GPU and no network, for a few epochs: not the paper's STL-10 setup and "
+        "not trained to convergence. Paper: " + spec.paper,
         "",
         "## Use",
         "",

@@ -38,6 +38,11 @@ def plot_loss_curves(history_csv, out_path, title=""):
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return save_figure(fig, out_path)
+
+
+def save_figure(fig, out_path):
+    """Save as PNG via a temporary file and rename (no half-written plots); close it."""
     fig.tight_layout()
     out_path = Path(out_path)
     tmp = out_path.with_name(f".tmp-{out_path.name}")

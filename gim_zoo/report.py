@@ -7,7 +7,7 @@ README tables are generated, never typed.
 import json
 from pathlib import Path
 
-from gim_zoo.plots import plt
+from gim_zoo.plots import plt, save_figure
 
 BUDGETS = (("60", "1% (60/class)"), ("600", "10% (600/class)"), ("all", "100%"))
 
@@ -93,9 +93,4 @@ def plot_budgets(rows, out_path):
     ax.set_ylabel("Fashion-MNIST test top-1 (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    out_path = Path(out_path)
-    tmp = out_path.with_name(f".tmp-{out_path.name}")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    tmp.replace(out_path)
+    return save_figure(fig, out_path)

@@ -1,0 +1,52 @@
+"""The pretrained model shipped inside the package: loads offline from a fresh clone,
+its pins hold, its TFLite files agree with Keras, its card is generated from its metrics."""
+
+import json
+
+import numpy as np
+import pytest
+
+import gim_zoo
+from gim_zoo import hub, model_card, registry
+from gim_zoo.data import load_fashion_mnist
+from gim_zoo.exporting import TFLiteModel
+
+NAME = "gim-fmnist-resnet"
+FOLDER = hub.BUNDLED_DIR / NAME
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    images, labels = load_fashion_mnist("test")
+    return images[:500].astype(np.float32), labels[:500]
+
+
+def test_bundled_model_loads_offline_and_is_pinned():
+    assert set(hub.pinned_files(NAME)) >= {"config.json", "metadata.json", "model.weights.h5",
+                                           "README.md", "metrics.json", "encoder.tflite",
+                                           "encoder_int8.tflite"}
+    encoder = gim_zoo.load(NAME)  # conftest keeps the Hub client offline
+    assert encoder.output_channels == [64, 128, 256]
+    assert (FOLDER / "model.weights.h5").stat().st_size < 5 * 2**20
+
+
+def test_bundled_tflite_files_agree_with_keras(test_images):
+    images, _ = test_images
+    features = gim_zoo.load(NAME).feature_model(pooled=True)
+    want = np.asarray(features(images))
+    np.testing.assert_allclose(TFLiteModel(FOLDER / "encoder.tflite")(images), want,
+                               atol=1e-4, rtol=1e-4)
+    int8 = TFLiteModel(FOLDER / "encoder_int8.tflite")(images)
+    cosine = np.sum(int8 * want, -1) / (np.linalg.norm(int8, axis=-1) *
+                                         np.linalg.norm(want, axis=-1))
+    assert np.median(cosine) > 0.95
+
+
+def test_card_and_metrics_come_from_the_run():
+    metrics = json.loads((FOLDER / "metrics.json").read_text())
+    assert metrics["training"]["command"].startswith("python training/train.py --model=" + NAME)
+    assert {"60", "600", "all"} <= set(metrics["linear_probe"])
+    card = (FOLDER / "README.md").read_text()
+    assert card == model_card.render(registry.get(NAME), metrics)
+    assert card.startswith("---\nlibrary_name: keras\n")
+    assert f"value: {round(metrics['linear_probe']['all']['test_accuracy'], 4)}" in card

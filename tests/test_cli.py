@@ -1,0 +1,40 @@
+"""`python -m gim_zoo`: list, info, export, and one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "gim_zoo", *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def test_list_and_info():
+    out = cli("list", "gim-*")
+    assert out.returncode == 0 and out.stdout.split() == ["gim-fmnist-resnet",
+                                                          "gim-stl10-resnet"]
+    details = json.loads(cli("info", "gim-stl10-resnet").stdout)
+    assert details["encoder"]["widths"] == [64, 128, 256]
+
+
+def test_unknown_model_and_unpublished_weights_are_one_line_errors(tmp_path):
+    out = cli("info", "gim-fmist-resnet")
+    assert out.returncode != 0 and "Did you mean: gim-fmnist-resnet" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = cli("export", "gim-stl10-resnet", "--out", str(tmp_path / "x.tflite"))
+    assert out.returncode != 0 and "not published yet" in out.stderr
+    assert not (tmp_path / "x.tflite").exists()
+
+
+def test_export_random_init_encoder_to_tflite(tmp_path):
+    out = cli("export", "gim-fmnist-resnet", "--weights", "none", "--module", "2",
+              "--out", str(tmp_path / "m2.tflite"))
+    assert out.returncode == 0, out.stderr
+    assert "(None, 28, 28, 1) -> (None, 128)" in out.stdout
+    assert (tmp_path / "m2.tflite").stat().st_size > 0
