@@ -1,0 +1,135 @@
+"""Masks keep pruned weights at exactly zero; rounds remove exact fractions; rewinds are exact."""
+
+import keras
+import numpy as np
+import pytest
+
+from gim_zoo.callbacks.lottery import PruneWithRewind, PruningMasks, prunable_kernels
+
+
+def mlp(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((20,)), keras.layers.Dense(30, activation="relu"),
+                             keras.layers.Dense(25, activation="relu"),
+                             keras.layers.Dense(4, activation="softmax")])
+
+
+def data(n=128):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 20)).astype("float32")
+    return x, (x[:, :4].argmax(-1)).astype("int64")
+
+
+def compile_(model):
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+
+
+def test_kinds_and_no_biases():
+    kinds = [kind for _, kind, _ in prunable_kernels(mlp())]
+    assert kinds == ["dense", "dense", "output"]
+    conv = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3),
+                             keras.layers.Flatten(), keras.layers.Dense(2)])
+    assert [k for _, k, _ in prunable_kernels(conv)] == ["conv", "output"]
+
+
+def test_pruned_weights_stay_exactly_zero_through_fit():
+    model = mlp()
+    masks = PruningMasks(model)
+    compile_(model)
+    rng = np.random.default_rng(1)
+    masks.assign({p: (rng.random(m.shape) > 0.5).astype("float32")
+                  for p, m in masks.numpy().items()})
+    x, y = data()
+    model.fit(x, y, epochs=5, batch_size=16, verbose=0)
+    for path, _, kernel in masks.kernels:
+        mask = masks.masks[path].numpy()
+        assert np.all(kernel.numpy()[mask == 0] == 0.0)
+        assert np.count_nonzero(kernel.numpy()[mask == 1]) == mask.sum()
+
+
+def test_layerwise_round_removes_exact_fractions():
+    model = mlp()
+    masks = PruningMasks(model)
+    before = masks.counts()
+    masks.assign(masks.magnitude_prune())
+    after = masks.counts()
+    rates = {"dense": 0.2, "output": 0.1}
+    for path, kind, _ in masks.kernels:
+        alive, total = before[path]
+        assert after[path][0] == alive - round(rates[kind] * alive)
+    # a second round prunes the survivors again, never reviving a weight
+    first = masks.numpy()
+    masks.assign(masks.magnitude_prune())
+    for path, mask in masks.numpy().items():
+        assert np.all(mask <= first[path])
+
+
+def test_global_round_removes_the_smallest_pooled_weights():
+    model = mlp()
+    masks = PruningMasks(model)
+    total = sum(t for _, t in masks.counts().values())
+    masks.assign(masks.magnitude_prune(global_rate=0.3))
+    alive = sum(a for a, _ in masks.counts().values())
+    assert alive == total - round(0.3 * total)
+
+
+
+def test_global_round_prunes_by_pooled_magnitude():
+    model = mlp()
+    masks = PruningMasks(model)
+    magnitudes = {p: np.abs(k.numpy()) for p, _, k in masks.kernels}
+    new = masks.magnitude_prune(global_rate=0.3)
+    kept = np.concatenate([magnitudes[p][new[p] > 0] for p in new])
+    removed = np.concatenate([magnitudes[p][new[p] == 0] for p in new])
+    assert removed.max() <= kept.min()  # one threshold across layers
+    per_layer = [1 - new[p].mean() for p in new]
+    assert max(per_layer) - min(per_layer) > 0.01  # not the same rate in every layer
+
+
+@pytest.mark.parametrize("rewind_step", [0, 3])
+def test_rewind_restores_the_exact_values_and_a_fresh_optimizer(rewind_step):
+    model = mlp()
+    masks = PruningMasks(model)
+    compile_(model)
+    x, y = data()
+    callback = PruneWithRewind(masks, rewind_step=rewind_step)
+    snapshot = {}
+
+    class Record(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            if rewind_step == 0:
+                snapshot.update({v.path: v.numpy().copy() for v in model.weights})
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch + 1 == rewind_step and not snapshot:  # batch restarts each epoch
+                snapshot.update({v.path: v.numpy().copy() for v in model.weights})
+
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[callback, Record()])
+    callback.prune_and_rewind()
+    assert int(model.optimizer.iterations.numpy()) == 0
+    assert all(np.all(v.numpy() == 0) for v in model.optimizer.variables
+               if "learning_rate" not in v.path)
+    for variable in model.weights:
+        if variable.path.endswith("mask"):
+            continue
+        want = snapshot[variable.path]
+        mask = next((masks.masks[p].numpy() for p in masks.masks if p == variable.path), None)
+        if mask is not None:
+            want = want * mask
+        np.testing.assert_array_equal(variable.numpy(), want)
+
+
+def test_random_pruning_control_has_the_same_counts(tmp_path):
+    model = mlp()
+    masks = PruningMasks(model)
+    ticket = masks.magnitude_prune()
+    control = masks.random_prune(ticket, seed=3)
+    for path in ticket:
+        assert control[path].sum() == ticket[path].sum()
+        assert not np.array_equal(control[path], ticket[path])
+    masks.assign(ticket)
+    masks.save(tmp_path / "masks.npz")
+    other = PruningMasks(mlp(seed=1))
+    other.load(tmp_path / "masks.npz")
+    for loaded, saved in zip(other.numpy().values(), ticket.values()):
+        np.testing.assert_array_equal(loaded, saved)
