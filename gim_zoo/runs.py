@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 
 # Keys that may change between invocations of the same run (they don't change the result).
-RESUMABLE_KEYS = ("epochs", "verbose")
+RESUMABLE_KEYS = ("epochs", "rounds", "verbose")
 
 
 def atomic_write_text(path, text):

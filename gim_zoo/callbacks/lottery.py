@@ -82,10 +82,11 @@ class PruningMasks:
     def remaining(self):
         """Fraction of prunable weights still alive."""
         masks = self.numpy()
-        return float(sum(m.sum() for m in masks.values()) / sum(m.size for m in masks.values()))
+        alive = sum(int(np.count_nonzero(m)) for m in masks.values())
+        return alive / sum(m.size for m in masks.values())
 
     def counts(self):
-        return {path: (int(m.sum()), int(m.size)) for path, m in self.numpy().items()}
+        return {path: (int(np.count_nonzero(m)), int(m.size)) for path, m in self.numpy().items()}
 
     def magnitude_prune(self, rates=None, global_rate=None):
         """New masks removing the smallest surviving |w|: per layer at rates[kind], or

@@ -47,10 +47,12 @@ def _eval_transform(dataset):
 
 
 def image_pipeline(images, labels=None, dataset="fashion_mnist", training=False,
-                   batch_size=32, seed=0, shuffle_buffer=10_000, drop_remainder=None):
+                   batch_size=32, seed=0, shuffle_buffer=10_000, drop_remainder=None,
+                   augment=True):
     """Batched tf.data.Dataset of images (and labels if given).
 
     images: uint8 array (N, H, W, C) or a tf.data.Dataset of (image, label) pairs.
+    training: shuffle (and, if augment, random crop + flip); otherwise centre crop.
     """
     if dataset not in SPECS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(SPECS)}")
@@ -63,6 +65,7 @@ def image_pipeline(images, labels=None, dataset="fashion_mnist", training=False,
         ds = tf.data.Dataset.from_tensor_slices((images, np.asarray(labels)))
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if training and augment:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         seeds = seeds.batch(4).map(lambda s: tf.reshape(tf.cast(s % (2**31), tf.int32), (2, 2)))
         transform = _train_transform(dataset)
