@@ -94,3 +94,31 @@ def plot_budgets(rows, out_path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return save_figure(fig, out_path)
+
+
+def read_rounds(run_dir):
+    """Per-round metrics of an IMP run directory (training/lottery.py)."""
+    return [json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("rounds/round*.json"))]
+
+
+def plot_tickets(runs, out_path, title=""):
+    """Test accuracy and early-stop iteration vs % of weights remaining, one line per run.
+
+    runs: {label: run directory}, e.g. ticket, random re-init and random pruning."""
+    fig, (acc_ax, stop_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, run_dir in runs.items():
+        rounds = read_rounds(run_dir)
+        remaining = [100 * r["remaining"] for r in rounds]
+        acc_ax.plot(remaining, [100 * r["test_accuracy"] for r in rounds], marker="o",
+                    label=label)
+        stop_ax.plot(remaining, [r["early_stop_iteration"] for r in rounds], marker="o",
+                     label=label)
+    for ax, ylabel in ((acc_ax, "test top-1 (%)"), (stop_ax, "early-stop iteration")):
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        ax.set_xlabel("weights remaining (%)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return save_figure(fig, out_path)

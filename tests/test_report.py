@@ -29,3 +29,15 @@ def test_tables_and_plot_from_run_directories(tmp_path):
     assert "InfoNCE 3.2500" in report.training_table(tmp_path)
     report.plot_budgets(rows, tmp_path / "b.png")
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ticket_plot_from_round_files(tmp_path):
+    for label, acc in (("ticket", 0.9), ("reinit", 0.8)):
+        for r, remaining in enumerate((1.0, 0.8, 0.64)):
+            write(tmp_path / label / "rounds" / f"round{r:02d}.json",
+                  {"round": r, "remaining": remaining, "test_accuracy": acc - 0.01 * r,
+                   "early_stop_iteration": 1000 - 100 * r})
+    assert [r["round"] for r in report.read_rounds(tmp_path / "ticket")] == [0, 1, 2]
+    report.plot_tickets({"ticket": tmp_path / "ticket", "random re-init": tmp_path / "reinit"},
+                        tmp_path / "t.png", title="LeNet")
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,6 +1,7 @@
 """Tables (markdown) and a label-budget plot from the run directories under --runs.
 
     python training/report.py --runs=runs
+    python training/report.py --tickets="ticket=runs/lth/t,random re-init=runs/lth/r"
 """
 
 import os
@@ -14,9 +15,15 @@ from gim_zoo.runs import atomic_write_text  # noqa: E402
 
 flags.DEFINE_string("runs", "runs", "folder holding the run directories")
 flags.DEFINE_integer("seed", 0, "which seed's runs to report")
+flags.DEFINE_string("tickets", "", "lottery plot instead: 'label=RUN_DIR,label=RUN_DIR,...'")
+flags.DEFINE_string("tickets_out", "runs/tickets.png", "where the lottery plot goes")
 
 
 def main(argv):
+    if flags.FLAGS.tickets:
+        runs = dict(item.split("=", 1) for item in flags.FLAGS.tickets.split(","))
+        print(report.plot_tickets(runs, flags.FLAGS.tickets_out))
+        return
     runs = flags.FLAGS.runs
     rows, per_module = report.collect(runs, flags.FLAGS.seed)
     text = ("## Linear-probe test top-1 (%)\n\n" + report.markdown(rows, per_module)
