@@ -27,3 +27,24 @@ def define_flags(config_cls):
 def config_from_flags(config_cls):
     values = flags.FLAGS
     return config_cls(**{f.name: values[f.name].value for f in dataclasses.fields(config_cls)})
+
+
+def run_script(config_cls, job, show):
+    """absl entry point for a script: flags from `config_cls`, `show(job(config))`, and
+    one-line errors (no traceback) for USER_ERRORS."""
+    import sys
+
+    from absl import app
+
+    define_flags(config_cls)
+
+    def main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        try:
+            result = job(config_from_flags(config_cls))
+        except USER_ERRORS as e:
+            sys.exit(f"error: {e}")
+        show(result)
+
+    app.run(main)

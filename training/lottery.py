@@ -7,28 +7,11 @@
 
 import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app  # noqa: E402
-
-from gim_zoo.flags import USER_ERRORS, config_from_flags, define_flags  # noqa: E402
+from gim_zoo.flags import run_script  # noqa: E402
 from gim_zoo.imp import LotteryConfig, run_imp  # noqa: E402
 
-define_flags(LotteryConfig)
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        rounds = run_imp(config_from_flags(LotteryConfig))
-    except USER_ERRORS as e:
-        sys.exit(f"error: {e}")
-    for r in rounds:
-        print(json.dumps(r))
-
-
 if __name__ == "__main__":
-    app.run(main)
+    run_script(LotteryConfig, run_imp, lambda rounds: print("\n".join(map(json.dumps, rounds))))

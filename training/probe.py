@@ -5,29 +5,18 @@
 """
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app  # noqa: E402
-
-from gim_zoo.flags import USER_ERRORS, config_from_flags, define_flags  # noqa: E402
+from gim_zoo.flags import run_script  # noqa: E402
 from gim_zoo.probing import ProbeConfig, probe  # noqa: E402
 
-define_flags(ProbeConfig)
 
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        result = probe(config_from_flags(ProbeConfig))
-    except USER_ERRORS as e:
-        sys.exit(f"error: {e}")
+def show(result):
     print(f"{result['model']} ({result['source']}), module {result['module']}, "
           f"{result['train_examples']} labels: test top-1 {result['test_accuracy']:.4f} "
           f"on {result['test_examples']} images  [{result['path']}]")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_script(ProbeConfig, probe, show)
