@@ -13,6 +13,7 @@ import numpy as np
 
 from gim_zoo import registry
 from gim_zoo.data import image_pipeline, images_only, load_fashion_mnist, load_stl10
+from gim_zoo.model_folder import load_weights_checked
 from gim_zoo.models.probe import balanced_subset
 from gim_zoo.plots import plot_loss_curves
 from gim_zoo.runs import EpochTimer, ResumableBackup, RunDirectory, atomic_save_weights
@@ -98,9 +99,9 @@ def train(config):
     keras.utils.set_random_seed(config.seed)
 
     supervised = spec.objective == "supervised"
-    train_images, train_labels = load_split(spec.dataset, "train" if supervised or
-                                            spec.dataset != "stl10" else "unlabelled",
-                                            config.data_dir)
+    # Self-supervised STL-10 trains on its 100k unlabelled images, as the paper.
+    train_split = "unlabelled" if spec.dataset == "stl10" and not supervised else "train"
+    train_images, train_labels = load_split(spec.dataset, train_split, config.data_dir)
     test_images, test_labels = load_split(spec.dataset, "test", config.data_dir)
     if train_labels is not None:
         if supervised and config.labels_per_class:
@@ -130,7 +131,7 @@ def train(config):
     else:
         model.compile(optimizer)
     if config.init_from and not run.has_backup:
-        model.encoder.load_weights(RunDirectory(config.init_from).encoder_weights_path)
+        load_weights_checked(model.encoder, RunDirectory(config.init_from).encoder_weights_path)
 
     # Order matters: the history row is written before the backup, so a kill between the
     # two repeats an epoch (read_history keeps its last row) rather than losing a row.
@@ -147,7 +148,7 @@ def train(config):
 
     if not all(math.isfinite(v) for v in last.values()):
         # The backup holds the last finite epoch; keep it and the final weights untouched.
-        metrics = run.update_metrics(status="stopped: non-finite loss", last_logs=last)
+        run.update_metrics(status="stopped: non-finite loss", last_logs=last)
         raise FloatingPointError(
             f"training produced a non-finite loss ({last}); the last good checkpoint in "
             f"{run.backup_dir} was kept, final weights were not written"
