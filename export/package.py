@@ -22,6 +22,7 @@ flags.DEFINE_string("model", None, "registry name", required=True)
 flags.DEFINE_string("run_dir", None, "finished run directory", required=True)
 flags.DEFINE_string("out_dir", "", "folder to write (default: the package's bundled copy)")
 flags.DEFINE_string("data_dir", "", "dataset folder (representative images for int8)")
+flags.DEFINE_string("note", "", "a remark recorded with the metrics and shown in the card")
 
 CARDS_DIR = Path(__file__).resolve().parents[1] / "model_cards"
 
@@ -29,7 +30,8 @@ CARDS_DIR = Path(__file__).resolve().parents[1] / "model_cards"
 def main(argv):
     f = flags.FLAGS
     try:
-        folder = package_run(f.model, f.run_dir, f.out_dir or None, CARDS_DIR, f.data_dir or None)
+        folder = package_run(f.model, f.run_dir, f.out_dir or None, CARDS_DIR, f.data_dir or None,
+                             f.note)
     except USER_ERRORS as e:
         sys.exit(f"error: {e}")
     print(f"wrote {folder}; card in {CARDS_DIR / (f.model + '.md')}")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import keras
 
+from gim_zoo.models import resnet  # noqa: F401  registers the encoder classes for loading
 from gim_zoo.runs import atomic_write_json
 
 ENCODER_CLASS = "gim_zoo>PatchResNetEncoder"
@@ -36,6 +37,7 @@ def write_model_folder(encoder, folder, name, extra_files=None):
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private
     try:
         (staging / "config.json").write_text(
             json.dumps(keras.saving.serialize_keras_object(encoder), indent=2) + "\n")

@@ -23,12 +23,15 @@ EXPORT_MODULE_FEATURES = "pooled features of the last module"
 def training_command(config):
     """The train.py command line that reproduces a run (non-default flags only)."""
     defaults = TrainConfig()
-    args = [f"--{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(TrainConfig)
-            if f.name != "verbose" and getattr(config, f.name) != getattr(defaults, f.name)]
+    always = ("model", "seed", "out_dir")
+    args = [f"--{name}={getattr(config, name)}" for name in always]
+    args += [f"--{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(TrainConfig)
+             if f.name not in always + ("verbose",)
+             and getattr(config, f.name) != getattr(defaults, f.name)]
     return "python training/train.py " + " ".join(args)
 
 
-def run_metrics(run_dir, seed=0, module=None):
+def run_metrics(run_dir, seed=0, module=None, note=""):
     """metrics.json for a zoo folder, assembled from the run's own files."""
     run = RunDirectory(run_dir)
     config = TrainConfig(**run.read_config())
@@ -54,6 +57,7 @@ def run_metrics(run_dir, seed=0, module=None):
             "test_module_losses": {k: v for k, v in trained.items()
                                    if k.startswith("test_module")},
             "hardware": "2 CPU cores, no GPU",
+            "note": note,
         },
         "linear_probe": probes,
         "probe_command": "python training/probe.py --run_dir=RUN --labels_per_class=N "
@@ -62,7 +66,7 @@ def run_metrics(run_dir, seed=0, module=None):
     }
 
 
-def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None):
+def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None, note=""):
     """Write the zoo folder for `name` from `run_dir`; returns the folder path."""
     spec = registry.get(name)
     run = RunDirectory(run_dir)
@@ -71,7 +75,7 @@ def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None):
         raise ValueError(f"{run_dir} trained {config.model!r}, not {name!r}")
     encoder = spec.build_encoder(**config.encoder_overrides())
     load_weights_checked(encoder, run.encoder_weights_path)
-    metrics = run_metrics(run_dir, config.seed)
+    metrics = run_metrics(run_dir, config.seed, note=note)
     card = model_card.render(spec, metrics)
     images, _ = load_split(spec.dataset, "train", data_dir)
     features = encoder.feature_model(pooled=True)
