@@ -107,7 +107,7 @@ def fit_linear_probe(encoder, train_batches, test_batches, module=None, num_clas
                              layers.Dense(num_classes, activation="softmax")])
     head.compile(keras.optimizers.Adam(learning_rate),
                  "sparse_categorical_crossentropy", metrics=["accuracy"])
-    history = head.fit(batches, steps_per_epoch=steps, epochs=1, verbose=verbose)
+    history = head.fit(batches, steps_per_epoch=steps, epochs=1, verbose=verbose, shuffle=False)
     kernel, bias = head.layers[-1].get_weights()
     probe = Classifier(encoder, num_classes, module=module, frozen=True)
     probe.head.set_weights([kernel / std[:, None], bias - (mean / std) @ kernel])
