@@ -87,7 +87,10 @@ def render(spec, metrics):
         f"- command: `{training.get('command', spec.training_command())}`",
         f"- seed: {training.get('seed')}, epochs: {training.get('epochs')}, "
         f"wall time: {training.get('train_seconds')} s on 2 CPU cores",
-        f"- final test InfoNCE (sum over module losses): {training.get('test_loss', 0):.4f}",
+        (f"- its own softmax head, test top-1: {100 * training['test_accuracy']:.2f}% "
+         f"(cross-entropy {training.get('test_loss', 0):.4f})"
+         if training.get("test_accuracy") is not None else
+         f"- final test InfoNCE (sum over module losses): {training.get('test_loss', 0):.4f}"),
         *([f"- note: {training['note']}"] if training.get("note") else []),
         "",
         "## Linear-probe results",

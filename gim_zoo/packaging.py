@@ -54,6 +54,7 @@ def run_metrics(run_dir, seed=0, module=None, note=""):
             "train_seconds": trained["train_seconds"],
             "train_examples": trained["train_examples"],
             "test_loss": trained.get("test_loss"),
+            "test_accuracy": trained.get("test_accuracy"),
             "test_module_losses": {k: v for k, v in trained.items()
                                    if k.startswith("test_module")},
             "hardware": "2 CPU cores, no GPU",

@@ -21,13 +21,15 @@ def test_images():
     return images[:500].astype(np.float32), labels[:500]
 
 
-def test_bundled_model_loads_offline_and_is_pinned():
-    assert set(hub.pinned_files(NAME)) >= {"config.json", "metadata.json", "model.weights.h5",
+@pytest.mark.parametrize("name", ["gim-fmnist-resnet", "cpc-fmnist-resnet",
+                                  "supervised-fmnist-resnet"])
+def test_bundled_models_load_offline_and_are_pinned(name):
+    assert set(hub.pinned_files(name)) >= {"config.json", "metadata.json", "model.weights.h5",
                                            "README.md", "metrics.json", "encoder.tflite",
                                            "encoder_int8.tflite"}
-    encoder = gim_zoo.load(NAME)  # conftest keeps the Hub client offline
+    encoder = gim_zoo.load(name)  # conftest keeps the Hub client offline
     assert encoder.output_channels == [64, 128, 256]
-    assert (FOLDER / "model.weights.h5").stat().st_size < 5 * 2**20
+    assert (hub.BUNDLED_DIR / name / "model.weights.h5").stat().st_size < 5 * 2**20
 
 
 def test_bundled_tflite_files_agree_with_keras(test_images):
