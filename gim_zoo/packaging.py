@@ -17,8 +17,6 @@ from gim_zoo.model_folder import load_weights_checked, write_model_folder
 from gim_zoo.runs import RunDirectory, atomic_write_json, atomic_write_text
 from gim_zoo.training import TrainConfig, load_split
 
-EXPORT_MODULE_FEATURES = "pooled features of the last module"
-
 
 def training_command(config):
     """The train.py command line that reproduces a run (non-default flags only)."""

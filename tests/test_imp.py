@@ -1,7 +1,5 @@
 """The IMP driver: exact sparsity per round, resume at the right round, matched controls."""
 
-import json
-
 import pytest
 
 from gim_zoo.imp import LotteryConfig, run_imp
@@ -46,6 +44,4 @@ def test_controls_use_the_tickets_sparsity(tmp_path, control):
 def test_control_without_ticket_is_refused(tmp_path):
     with pytest.raises(ValueError, match="needs --ticket_dir"):
         run_imp(config(tmp_path, "c", control="random_prune"))
-    assert not (tmp_path / "c").exists()
-    metrics = tmp_path / "ticket" / "metrics.json"
-    assert not metrics.exists() or json.loads(metrics.read_text())
+    assert not (tmp_path / "c").exists()  # refused before anything was written

@@ -10,7 +10,6 @@ constraint after each update, on every backend, so a pruned weight stays exactly
 Written in keras.ops / numpy only.
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -238,7 +237,3 @@ def reset_optimizer(optimizer):
             continue
         variable.assign(np.zeros(variable.shape, variable.dtype))
 
-
-def summary(masks):
-    """JSON-friendly {kernel path: [alive, total]} plus the overall fraction remaining."""
-    return json.loads(json.dumps({"remaining": masks.remaining(), "kernels": masks.counts()}))
