@@ -124,7 +124,7 @@ def resolve(name, hub_repo=None, revision=None, local_dir=None, cache_dir=None,
 
 def upload_folder(folder, repo_id, token=None, private=False, endpoint=None,
                   commit_message=None):
-    """create_repo + upload_folder; returns the commit URL. The token is never logged."""
+    """create_repo + upload_folder; returns the CommitInfo. The token is never logged."""
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint, token=token)

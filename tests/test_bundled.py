@@ -16,7 +16,7 @@ FOLDER = hub.BUNDLED_DIR / NAME
 
 
 @pytest.fixture(scope="module")
-def test_images():
+def fmnist_test_images():
     images, labels = load_fashion_mnist("test")
     return images[:500].astype(np.float32), labels[:500]
 
@@ -32,8 +32,8 @@ def test_bundled_models_load_offline_and_are_pinned(name):
     assert (hub.BUNDLED_DIR / name / "model.weights.h5").stat().st_size < 5 * 2**20
 
 
-def test_bundled_tflite_files_agree_with_keras(test_images):
-    images, _ = test_images
+def test_bundled_tflite_files_agree_with_keras(fmnist_test_images):
+    images, _ = fmnist_test_images
     features = gim_zoo.load(NAME).feature_model(pooled=True)
     want = np.asarray(features(images))
     np.testing.assert_allclose(TFLiteModel(FOLDER / "encoder.tflite")(images), want,
