@@ -48,7 +48,8 @@ def main():
     keep = balanced_subset(train_y, args.labels_per_class or None)
     probe, metrics = fit_linear_probe(
         encoder, image_pipeline(train_x[keep], train_y[keep], spec.dataset, batch_size=256),
-        image_pipeline(test_x, test_y, spec.dataset, batch_size=256))
+        image_pipeline(test_x, test_y, spec.dataset, batch_size=256),
+        pool_to=spec.probe_pool_to)
     images = test_x.astype(np.float32)
     sample = images[: args.latency_images]
 

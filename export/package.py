@@ -1,6 +1,7 @@
 """Package a finished training run as a zoo model folder (bundled copy + card + pins).
 
     python export/package.py --model=gim-fmnist-resnet --run_dir=runs/gim-fmnist-resnet-seed0
+    python export/package.py --model=gim-fmnist-resnet-ticket --ticket_dir=runs/lth/gim-ticket-seed0
 
 Writes gim_zoo/pretrained/NAME/ (config.json, metadata.json, model.weights.h5, README.md,
 metrics.json, encoder.tflite, encoder_int8.tflite), model_cards/NAME.md, and pins every
@@ -16,12 +17,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from gim_zoo.flags import USER_ERRORS  # noqa: E402
-from gim_zoo.packaging import package_run  # noqa: E402
+from gim_zoo.packaging import package_run, package_ticket  # noqa: E402
 
 flags.DEFINE_string("model", None, "registry name", required=True)
-flags.DEFINE_string("run_dir", None, "finished run directory", required=True)
+flags.DEFINE_string("run_dir", "", "finished train.py run directory")
+flags.DEFINE_string("ticket_dir", "", "lottery-ticket models: the training/lottery.py run")
+flags.DEFINE_integer("round", -1, "lottery-ticket models: the round to package (-1: the "
+                     "sparsest within a point of the dense round)")
 flags.DEFINE_string("out_dir", "", "folder to write (default: the package's bundled copy)")
 flags.DEFINE_string("data_dir", "", "dataset folder (representative images for int8)")
+flags.DEFINE_string("random_init_probes", "", "probes folder of the random-init baseline "
+                    "(probe.py --random_init), recorded next to the model's probe scores")
 flags.DEFINE_string("note", "", "a remark recorded with the metrics and shown in the card")
 
 CARDS_DIR = Path(__file__).resolve().parents[1] / "model_cards"
@@ -30,8 +36,14 @@ CARDS_DIR = Path(__file__).resolve().parents[1] / "model_cards"
 def main(argv):
     f = flags.FLAGS
     try:
-        folder = package_run(f.model, f.run_dir, f.out_dir or None, CARDS_DIR, f.data_dir or None,
-                             f.note)
+        if f.ticket_dir:
+            folder = package_ticket(f.model, f.ticket_dir, None if f.round < 0 else f.round,
+                                    f.out_dir or None, CARDS_DIR, f.data_dir or None, f.note)
+        elif f.run_dir:
+            folder = package_run(f.model, f.run_dir, f.out_dir or None, CARDS_DIR,
+                                 f.data_dir or None, f.note, f.random_init_probes or None)
+        else:
+            raise ValueError("give --run_dir (a train.py run) or --ticket_dir (a lottery run)")
     except USER_ERRORS as e:
         sys.exit(f"error: {e}")
     print(f"wrote {folder}; card in {CARDS_DIR / (f.model + '.md')}")

@@ -16,7 +16,8 @@ def _export(args):
 
     weights = None if args.weights == "none" else args.weights
     encoder = load(args.name, weights=weights)
-    model = encoder.feature_model(args.module or None, pooled=not args.grid)
+    pool_to = None if args.grid else (args.pool_to or registry.get(args.name).probe_pool_to)
+    model = encoder.feature_model(args.module or None, pool_to=pool_to)
     if args.format == "saved_model":
         path = export_saved_model(model, args.out)
     elif args.format == "tflite":
@@ -50,6 +51,8 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="output path (.tflite file or a folder)")
     p.add_argument("--module", type=int, default=0, help="module whose features (0: last)")
     p.add_argument("--grid", action="store_true", help="export the (7, 7, C) grid, not pooled")
+    p.add_argument("--pool_to", type=int, default=0,
+                   help="pool the grid to k x k (1: global); 0: the model's probe pooling")
     p.add_argument("--weights", default="pretrained",
                    help="'pretrained', 'none' or a path to weights")
     p = sub.add_parser("demo", help="pretrained encoder -> probe -> TFLite -> table")

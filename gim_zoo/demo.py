@@ -48,7 +48,8 @@ def run_demo(name="gim-fmnist-resnet", labels_per_class=0, out_dir="runs/demo",
     probe, metrics = fit_linear_probe(
         encoder, image_pipeline(train_images[keep], train_labels[keep], spec.dataset,
                                 batch_size=256),
-        image_pipeline(test_images, test_labels, spec.dataset, batch_size=256))
+        image_pipeline(test_images, test_labels, spec.dataset, batch_size=256),
+        pool_to=spec.probe_pool_to)
     images = test_images.astype(np.float32)
     log("exporting the probe (encoder + softmax) to TFLite fp32 and int8 ...")
     keras_probe = probe  # images -> class probabilities

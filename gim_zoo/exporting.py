@@ -30,8 +30,13 @@ def export_saved_model(model, path):
     return _replace_atomically(tmp, path)
 
 
-def export_tflite(model, path, quantize=None, representative_images=None, samples=200):
-    """Write a .tflite: quantize=None (fp32) or "int8" (needs representative_images)."""
+def export_tflite(model, path, quantize=None, representative_images=None, samples=200,
+                  sparse=False):
+    """Write a .tflite: quantize=None (fp32) or "int8" (needs representative_images).
+
+    sparse: let the converter store mostly-zero weight tensors in TFLite's sparse format
+    (Optimize.EXPERIMENTAL_SPARSITY), which is what makes a pruned ticket's file smaller.
+    """
     import tensorflow as tf  # the TFLite converter is TensorFlow's
 
     path = Path(path)
@@ -55,6 +60,9 @@ def export_tflite(model, path, quantize=None, representative_images=None, sample
         }
     elif quantize is not None:
         raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+    if sparse:
+        options["optimizations"] = [*options.get("optimizations", []),
+                                    tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{path.name}")
     model.export(str(tmp), format="litert", verbose=False, **options)
@@ -65,10 +73,18 @@ class TFLiteModel:
     """A .tflite file run by LiteRT (ai_edge_litert), called like a Keras model on numpy."""
 
     def __init__(self, path, num_threads=None):
-        from ai_edge_litert.interpreter import Interpreter
-
         self.path = Path(path)
-        self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
+        self.num_threads = num_threads
+        self.delegated = True  # XNNPACK, LiteRT's default CPU delegate
+        self._open()
+
+    def _open(self):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        resolver = (OpResolverType.AUTO if self.delegated
+                    else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        self.interpreter = Interpreter(model_path=str(self.path), num_threads=self.num_threads,
+                                       experimental_op_resolver_type=resolver)
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self._batch = None
@@ -88,5 +104,14 @@ class TFLiteModel:
             self.interpreter.allocate_tensors()
             self._batch = images.shape[0]
         self.interpreter.set_tensor(self.input["index"], images)
-        self.interpreter.invoke()
+        try:
+            self.interpreter.invoke()
+        except RuntimeError as e:
+            # XNNPACK cannot run some layouts (int8 weights in the sparse format): fall
+            # back to LiteRT's builtin kernels, which can.
+            if not self.delegated or "delegate" not in str(e):
+                raise
+            self.delegated = False
+            self._open()
+            return self(images)
         return self.interpreter.get_tensor(self.output["index"]).copy()

@@ -29,20 +29,32 @@ def training_command(config):
     return "python training/train.py " + " ".join(args)
 
 
-def run_metrics(run_dir, seed=0, module=None, note=""):
-    """metrics.json for a zoo folder, assembled from the run's own files."""
+def read_probes(probes_dir, seed=0, module=3, pool_to=1):
+    """{budget: probe result} of the probe JSON files probe.py wrote in `probes_dir`."""
+    probes = {}
+    for path in sorted(Path(probes_dir).glob(f"*-seed{seed}.json")):
+        probe = json.loads(path.read_text())
+        if probe["module"] == module and probe.get("pool_to", 1) == pool_to:
+            probes[str(probe["labels_per_class"])] = {
+                k: probe[k] for k in ("test_accuracy", "train_examples", "test_examples",
+                                      "module", "pool_to", "steps")}
+    return probes
+
+
+def run_metrics(run_dir, seed=0, module=None, pool_to=1, note="", random_init_probes=None):
+    """metrics.json for a zoo folder, assembled from the run's own files.
+
+    random_init_probes: the probes folder of the random-init baseline (probe.py
+    --random_init), whose scores with the same probe are recorded next to the model's:
+    a probe on a 3x3 grid is strong even on random features, so the gap is what counts."""
     run = RunDirectory(run_dir)
     config = TrainConfig(**run.read_config())
     trained = run.read_metrics()
     if trained.get("status") != "complete":
         raise ValueError(f"{run_dir} is not a complete run (status {trained.get('status')!r})")
-    probes = {}
-    for path in sorted(Path(run_dir).glob(f"probes/*-seed{seed}.json")):
-        probe = json.loads(path.read_text())
-        if probe["module"] == (module or 3):
-            probes[str(probe["labels_per_class"])] = {
-                k: probe[k] for k in ("test_accuracy", "train_examples", "test_examples",
-                                      "module", "steps")}
+    probes = read_probes(Path(run_dir) / "probes", seed, module or 3, pool_to)
+    baseline = (read_probes(random_init_probes, seed, module or 3, pool_to)
+                if random_init_probes else {})
     return {
         "model": config.model,
         "training": {
@@ -59,13 +71,15 @@ def run_metrics(run_dir, seed=0, module=None, note=""):
             "note": note,
         },
         "linear_probe": probes,
-        "probe_command": "python training/probe.py --run_dir=RUN --labels_per_class=N "
-                         "(N = 60, 600, 0 for all)",
+        **({"random_init_linear_probe": baseline} if baseline else {}),
+        "probe_command": "python training/probe.py --run_dir=RUN --labels_per_class=60,600,0 "
+                         f"--pool_to={pool_to} (0 = all labels)",
         "packaged": datetime.date.today().isoformat(),
     }
 
 
-def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None, note=""):
+def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None, note="",
+                random_init_probes=None):
     """Write the zoo folder for `name` from `run_dir`; returns the folder path."""
     spec = registry.get(name)
     run = RunDirectory(run_dir)
@@ -74,23 +88,85 @@ def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None, note=
         raise ValueError(f"{run_dir} trained {config.model!r}, not {name!r}")
     encoder = spec.build_encoder(**config.encoder_overrides())
     load_weights_checked(encoder, run.encoder_weights_path)
-    metrics = run_metrics(run_dir, config.seed, note=note)
+    metrics = run_metrics(run_dir, config.seed, pool_to=spec.probe_pool_to, note=note,
+                          random_init_probes=random_init_probes)
+    return _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir)
+
+
+def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=None,
+                   data_dir=None, note=""):
+    """Write the zoo folder of a lottery ticket from an IMP run (training/lottery.py):
+    the encoder as trained in the chosen round, pruned weights exactly zero."""
+    from gim_zoo.imp import LotteryConfig, choose_round, load_ticket
+    from gim_zoo.report import read_rounds
+
+    spec = registry.get(name)
+    if not spec.ticket_of:
+        raise ValueError(f"{name} is not a lottery-ticket model; package it with --run_dir")
+    config = LotteryConfig(**RunDirectory(ticket_dir).read_config())
+    if config.network != spec.ticket_of or config.control:
+        raise ValueError(f"{ticket_dir} pruned {config.network!r}"
+                         f"{' as a control' if config.control else ''}; {name} is a ticket "
+                         f"of {spec.ticket_of!r}")
+    rounds = read_rounds(ticket_dir)
+    if len(rounds) < 2:
+        raise ValueError(f"{ticket_dir} has no pruned round yet")
+    r = choose_round(rounds) if round_index is None else round_index
+    model, masks = load_ticket(ticket_dir, r)
+    scored = rounds[r]
+    score = {"test_accuracy": scored["test_accuracy"],
+             "test_examples": config.eval_examples or 10000}
+    if spec.objective == "supervised":
+        probes, own = {}, scored["test_accuracy"]
+    else:
+        probes = {str(config.probe_labels_per_class): {
+            **score, "train_examples": scored.get("probe_train_examples"), "module": 3,
+            "pool_to": spec.probe_pool_to, "steps": config.probe_steps}}
+        own = None
+    metrics = {
+        "model": name,
+        "training": {
+            "command": spec.training_command(config.seed),
+            "seed": config.seed,
+            "epochs": config.epochs,
+            "train_seconds": scored.get("seconds"),
+            "train_examples": config.max_examples or 60000,
+            "test_accuracy": own,
+            "hardware": "2 CPU cores, no GPU",
+            "note": note,
+        },
+        "ticket": {
+            "ticket_of": spec.ticket_of,
+            "round": r,
+            "weights_remaining": masks.remaining(),
+            "dense_test_accuracy": rounds[0]["test_accuracy"],
+            "ticket_test_accuracy": scored["test_accuracy"],
+            "rounds": rounds,
+        },
+        "linear_probe": probes,
+        "packaged": datetime.date.today().isoformat(),
+    }
+    return _write_zoo_folder(spec, model.encoder, metrics, folder, cards_dir, data_dir,
+                             sparse=True)
+
+
+def _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir, sparse=False):
     card = model_card.render(spec, metrics)
     images, _ = load_split(spec.dataset, "train", data_dir)
-    features = encoder.feature_model(pooled=True)
+    features = encoder.feature_model(pool_to=spec.probe_pool_to)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_tflite(features, Path(tmp) / "encoder.tflite")
+        fp32 = export_tflite(features, Path(tmp) / "encoder.tflite", sparse=sparse)
         int8 = export_tflite(features, Path(tmp) / "encoder_int8.tflite", quantize="int8",
                              representative_images=images[:200])
-        folder = write_model_folder(encoder, folder or hub.BUNDLED_DIR / name, name, {
+        folder = write_model_folder(encoder, folder or hub.BUNDLED_DIR / spec.name, spec.name, {
             "README.md": card,
             "metrics.json": json.dumps(metrics, indent=2, sort_keys=True) + "\n",
             "encoder.tflite": fp32,
             "encoder_int8.tflite": int8,
         })
-    pin(name, folder)
+    pin(spec.name, folder)
     if cards_dir:
-        atomic_write_text(Path(cards_dir) / f"{name}.md", card)
+        atomic_write_text(Path(cards_dir) / f"{spec.name}.md", card)
     return folder
 
 

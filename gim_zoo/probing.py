@@ -1,17 +1,19 @@
 """Linear-probe evaluation of a trained (or randomly initialised) encoder.
 
 What training/probe.py runs: load the encoder of a run directory, freeze it, fit a softmax
-layer on a class-balanced label budget of the training split, report test top-1.
+layer on class-balanced label budgets of the training split, report test top-1. Features
+are computed once and shared by every budget.
 """
 
 import dataclasses
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from gim_zoo import registry
 from gim_zoo.data import image_pipeline
-from gim_zoo.models.probe import balanced_subset, fit_linear_probe
+from gim_zoo.models.probe import balanced_subset, encode, probe_from_features
 from gim_zoo.runs import RunDirectory, atomic_write_json
 from gim_zoo.training import TrainConfig, load_split
 
@@ -21,9 +23,10 @@ class ProbeConfig:
     run_dir: str = ""
     model: str = ""
     random_init: bool = False
-    labels_per_class: int = 0
+    labels_per_class: str = "0"
     module: int = 0
-    steps: int = 3000
+    pool_to: int = 0
+    steps: int = 10000
     batch_size: int = 256
     learning_rate: float = 1e-3
     seed: int = 0
@@ -34,8 +37,11 @@ class ProbeConfig:
         "run_dir": "run directory written by training/train.py (its encoder is probed)",
         "model": "registry model to build untrained, with --random_init",
         "random_init": "probe a randomly initialised encoder (baseline); needs --model",
-        "labels_per_class": "labelled training examples per class; 0 uses every label",
+        "labels_per_class": "labelled training examples per class, comma-separated for "
+                            "several budgets (e.g. 60,600,0); 0 uses every label",
         "module": "which module's output to probe (1-based); 0 is the last",
+        "pool_to": "average-pool the patch grid to k x k before the softmax (1: global, "
+                   "the paper's); 0: the model's registered probe pooling",
         "steps": "Adam steps (batches) of the softmax layer, whatever the label budget",
         "out_dir": "where the result JSON goes (default: RUN_DIR/probes)",
     }
@@ -66,30 +72,51 @@ def load_encoder(config):
     return encoder, spec, Path(config.out_dir or run.path / "probes")
 
 
+def parse_budgets(text):
+    """'60,600,0' -> [60, 600, 0]; refuses anything but non-negative integers."""
+    try:
+        budgets = [int(b) for b in str(text).split(",") if b.strip()]
+    except ValueError:
+        budgets = []
+    if not budgets or min(budgets) < 0:
+        raise ValueError(f"--labels_per_class wants non-negative integers like 60,600,0; "
+                         f"got {text!r}")
+    return budgets
+
+
 def probe(config):
-    """Fit and evaluate the linear probe; writes and returns the result dict."""
+    """Fit and evaluate the linear probe for every budget; writes one JSON per budget and
+    returns the list of result dicts."""
+    budgets = parse_budgets(config.labels_per_class)
     encoder, spec, out_dir = load_encoder(config)
+    pool_to = config.pool_to or spec.probe_pool_to
+    module = config.module or encoder.num_modules
     train_images, train_labels = load_split(spec.dataset, "train", config.data_dir)
     test_images, test_labels = load_split(spec.dataset, "test", config.data_dir)
-    if train_labels is not None:
-        keep = balanced_subset(train_labels, config.labels_per_class or None, config.seed)
-        train_images, train_labels = train_images[keep], train_labels[keep]
-    train_ds = image_pipeline(train_images, train_labels, spec.dataset, batch_size=256)
-    test_ds = image_pipeline(test_images, test_labels, spec.dataset, batch_size=256)
-    _, metrics = fit_linear_probe(
-        encoder, train_ds, test_ds, module=config.module or None, num_classes=spec.num_classes,
-        steps=config.steps, batch_size=config.batch_size,
-        learning_rate=config.learning_rate, seed=config.seed,
-    )
-    budget = config.labels_per_class or "all"
-    result = {
-        "source": "random-init" if config.random_init else str(config.run_dir),
-        "model": spec.name,
-        "labels_per_class": budget,
-        "seed": config.seed,
-        **metrics,
-    }
-    name = f"labels{budget}-module{metrics['module']}-seed{config.seed}.json"
-    atomic_write_json(out_dir / name, result)
-    result["path"] = str(out_dir / name)
-    return result
+    # Each budget's examples are drawn from the full training split (the same ones as a
+    # single-budget run); only their union is encoded.
+    subsets = {b: balanced_subset(train_labels, b or None, config.seed) for b in budgets}
+    union = np.unique(np.concatenate(list(subsets.values())))
+    train = encode(encoder, module, image_pipeline(train_images[union], train_labels[union],
+                                                   spec.dataset, batch_size=256), pool_to)
+    test = encode(encoder, module, image_pipeline(test_images, test_labels, spec.dataset,
+                                                  batch_size=256), pool_to)
+    results = []
+    for budget in budgets:
+        keep = np.searchsorted(union, subsets[budget])
+        _, metrics = probe_from_features(
+            encoder, module, pool_to, (train[0][keep], train[1][keep]), test,
+            num_classes=spec.num_classes, steps=config.steps, batch_size=config.batch_size,
+            learning_rate=config.learning_rate, seed=config.seed)
+        name = budget or "all"
+        result = {
+            "source": "random-init" if config.random_init else str(config.run_dir),
+            "model": spec.name,
+            "labels_per_class": name,
+            "seed": config.seed,
+            **metrics,
+        }
+        path = out_dir / f"labels{name}-module{module}-pool{pool_to}-seed{config.seed}.json"
+        atomic_write_json(path, result)
+        results.append({**result, "path": str(path)})
+    return results

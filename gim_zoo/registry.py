@@ -55,8 +55,21 @@ class ModelSpec:
     paper: str = "Loewe, O'Connor, Veeling. Putting An End to End-to-End. NeurIPS 2019."
     license: str = "apache-2.0"
     hub_repo: str = None  # set once the weights are published (export/publish.py)
+    # Linear probes read module features average-pooled to a probe_pool_to x probe_pool_to
+    # grid: 1 is the paper's global pool (STL-10); 3 keeps the coarse layout that
+    # Fashion-MNIST's 28x28 classes differ by (see GridAveragePool).
+    probe_pool_to: int = 3
+    # Lottery tickets: the registry model whose encoder was pruned (training/lottery.py
+    # --network=ticket_of) and the lth_results.sh experiment that produces the run.
+    ticket_of: str = None
+    ticket_experiment: str = None
 
     def training_command(self, seed=0):
+        if self.ticket_of:
+            run = f"runs/lth/{self.ticket_experiment}-ticket-seed{seed}"
+            return (f"SEED={seed} EXPERIMENTS={self.ticket_experiment} bash "
+                    f"training/lth_results.sh && python export/package.py --model={self.name} "
+                    f"--ticket_dir={run}")
         return (f"python training/train.py --model={self.name} --seed={seed} "
                 f"--out_dir=runs/{self.name}-seed{seed}")
 
@@ -86,7 +99,7 @@ class ModelSpec:
 _SPECS = [
     ModelSpec("gim-fmnist-resnet", "gim", "fashion_mnist", FASHION_MNIST_ENCODER,
               "Greedy InfoMax, 3 gradient-isolated pre-activation ResNet modules, "
-              "Fashion-MNIST.", epochs=8),
+              "Fashion-MNIST.", epochs=16),
     ModelSpec("cpc-fmnist-resnet", "cpc", "fashion_mnist", FASHION_MNIST_ENCODER,
               "End-to-end CPC baseline: same encoder, one InfoNCE loss on top with a "
               "row-causal autoregressor, Fashion-MNIST.", epochs=8),
@@ -94,12 +107,24 @@ _SPECS = [
               FASHION_MNIST_ENCODER,
               "Supervised baseline: same encoder trained end-to-end with labels.",
               epochs=4, learning_rate=1e-3),
+    ModelSpec("gim-fmnist-resnet-ticket", "gim", "fashion_mnist", FASHION_MNIST_ENCODER,
+              "Lottery ticket of the GIM encoder: iterative magnitude pruning under its own "
+              "InfoNCE losses (no labels), survivors rewound to their initial values; the "
+              "sparsest round whose linear probe stays within a point of the dense round.",
+              epochs=1, ticket_of="gim-fmnist-resnet", ticket_experiment="gim"),
+    ModelSpec("supervised-fmnist-resnet-ticket", "supervised", "fashion_mnist",
+              FASHION_MNIST_ENCODER,
+              "Lottery ticket of the supervised encoder: iterative magnitude pruning under "
+              "cross-entropy, survivors rewound to their initial values; the sparsest round "
+              "whose test accuracy stays within a point of the dense round.",
+              epochs=1, learning_rate=1e-3, ticket_of="supervised-fmnist-resnet",
+              ticket_experiment="resnet"),
     ModelSpec("gim-stl10-resnet", "gim", "stl10", STL10_ENCODER,
               "Greedy InfoMax with the paper's configuration on STL-10 (ResNet-50 stages "
-              "[3, 4, 6]); 300 epochs, Adam 2e-4, batch 32.", epochs=300),
+              "[3, 4, 6]); 300 epochs, Adam 2e-4, batch 32.", epochs=300, probe_pool_to=1),
     ModelSpec("cpc-stl10-resnet", "cpc", "stl10", STL10_ENCODER,
               "End-to-end CPC baseline with the paper's configuration on STL-10.",
-              epochs=300),
+              epochs=300, probe_pool_to=1),
 ]
 MODELS = {spec.name: spec for spec in _SPECS}
 

@@ -74,10 +74,13 @@ class RunDirectory:
         self.encoder_weights_path = self.path / "encoder.weights.h5"
         self.loss_plot_path = self.path / "loss_curves.png"
 
-    def prepare(self, config):
-        """Create the directory or check that it belongs to the same configuration."""
+    def prepare(self, config, defaults=None):
+        """Create the directory or check that it belongs to the same configuration.
+
+        defaults: values of settings that a run saved by an older version may lack (a
+        missing setting equal to its default is not a difference)."""
         if self.config_path.exists():
-            saved = self.read_config()
+            saved = {**(defaults or {}), **self.read_config()}
             differ = sorted(
                 k for k in set(saved) | set(config)
                 if k not in RESUMABLE_KEYS and saved.get(k) != config.get(k)

@@ -95,7 +95,7 @@ def train(config):
     config = config.resolved()
     spec = registry.get(config.model)
     run = RunDirectory(config.out_dir)
-    run.prepare(dataclasses.asdict(config))
+    run.prepare(dataclasses.asdict(config), defaults=dataclasses.asdict(TrainConfig()))
     keras.utils.set_random_seed(config.seed)
 
     supervised = spec.objective == "supervised"

@@ -1,7 +1,7 @@
 """The user-facing zoo: load(), info().
 
     encoder = gim_zoo.load("gim-fmnist-resnet")        # pretrained, verified, offline-capable
-    features = encoder.feature_model(module=2, pooled=True)(images)   # any module
+    features = encoder.feature_model(module=2, pool_to=3)(images)   # any module, 3x3-pooled
 """
 
 import json

@@ -17,8 +17,8 @@ def cli(*args):
 
 def test_list_and_info():
     out = cli("list", "gim-*")
-    assert out.returncode == 0 and out.stdout.split() == ["gim-fmnist-resnet",
-                                                          "gim-stl10-resnet"]
+    assert out.returncode == 0 and out.stdout.split() == [
+        "gim-fmnist-resnet", "gim-fmnist-resnet-ticket", "gim-stl10-resnet"]
     details = json.loads(cli("info", "gim-stl10-resnet").stdout)
     assert details["encoder"]["widths"] == [64, 128, 256]
 
@@ -36,5 +36,8 @@ def test_export_random_init_encoder_to_tflite(tmp_path):
     out = cli("export", "gim-fmnist-resnet", "--weights", "none", "--module", "2",
               "--out", str(tmp_path / "m2.tflite"))
     assert out.returncode == 0, out.stderr
-    assert "(None, 28, 28, 1) -> (None, 128)" in out.stdout
+    assert "(None, 28, 28, 1) -> (None, 1152)" in out.stdout  # 3x3 x 128 channels
     assert (tmp_path / "m2.tflite").stat().st_size > 0
+    out = cli("export", "gim-fmnist-resnet", "--weights", "none", "--pool_to", "1",
+              "--out", str(tmp_path / "global.tflite"))
+    assert "(None, 28, 28, 1) -> (None, 256)" in out.stdout  # the paper's global pool

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from gim_zoo.models.patches import ImagePatches
+from gim_zoo.models.patches import GridAveragePool, ImagePatches
 from gim_zoo.models.resnet import PatchResNetEncoder
 from tests.conftest import TINY_ENCODER
 
@@ -28,11 +28,28 @@ def test_fashion_mnist_grid_is_the_papers_7x7(tiny_encoder, images):
 
 def test_feature_model_per_module(tiny_encoder, images):
     for k in (1, 2, 3):
-        feats = tiny_encoder.feature_model(k, pooled=True)(images)
-        want = np.asarray(tiny_encoder.module_outputs(images, upto=k)[-1]).mean(axis=(1, 2))
+        feats = tiny_encoder.feature_model(k, pool_to=1)(images)
+        grid = np.asarray(tiny_encoder.module_outputs(images, upto=k)[-1])
+        want = np.maximum(grid, 0).mean(axis=(1, 2))  # rectified, then global average
         np.testing.assert_allclose(np.asarray(feats), want, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="module must be in 1..3"):
         tiny_encoder.feature_model(4)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 7])
+def test_grid_pool_matches_numpy_windows(k):
+    grid = np.random.default_rng(0).normal(size=(2, 7, 7, 5)).astype("float32")
+    stride = 7 // k
+    size = 7 - stride * (k - 1)  # windows cover the whole 7x7 grid
+    relu = np.maximum(grid, 0)
+    want = np.stack([
+        np.stack([relu[:, i * stride:i * stride + size, j * stride:j * stride + size].mean((1, 2))
+                  for j in range(k)], axis=1) for i in range(k)], axis=1).reshape(2, -1)
+    got = np.asarray(GridAveragePool(k)(grid))
+    assert got.shape == (2, k * k * 5)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot pool a 7x7 grid to 8x8"):
+        GridAveragePool(8)(grid)
 
 
 def test_wrong_input_shape_names_the_expected_shape(tiny_encoder):

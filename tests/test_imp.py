@@ -1,8 +1,16 @@
 """The IMP driver: exact sparsity per round, resume at the right round, matched controls."""
 
+import json
+
+import numpy as np
 import pytest
 
-from gim_zoo.imp import LotteryConfig, run_imp
+import gim_zoo
+from gim_zoo import hub
+from gim_zoo.data import load_fashion_mnist
+from gim_zoo.exporting import TFLiteModel, export_tflite
+from gim_zoo.imp import LotteryConfig, choose_round, load_ticket, run_imp
+from gim_zoo.packaging import package_ticket
 
 
 def config(tmp_path, name, **kw):
@@ -45,3 +53,89 @@ def test_control_without_ticket_is_refused(tmp_path):
     with pytest.raises(ValueError, match="needs --ticket_dir"):
         run_imp(config(tmp_path, "c", control="random_prune"))
     assert not (tmp_path / "c").exists()  # refused before anything was written
+
+
+@pytest.fixture(scope="module")
+def lenet_ticket(tmp_path_factory):
+    path = tmp_path_factory.mktemp("imp") / "ticket"
+    run_imp(LotteryConfig(out_dir=str(path), rounds=3, epochs=1, max_examples=600, verbose=0))
+    return path
+
+
+def test_load_ticket_gives_the_trained_sparse_network(lenet_ticket):
+    model, masks = load_ticket(lenet_ticket, 2)
+    assert masks.remaining() == pytest.approx(expected_remaining(3)[2], abs=1e-9)
+    for path, _, kernel in masks.kernels:
+        pruned = masks.numpy()[path] == 0
+        assert np.all(kernel.numpy()[pruned] == 0) and np.all(kernel.numpy()[~pruned] != 0)
+    with pytest.raises(FileNotFoundError, match="round 3 has not finished"):
+        load_ticket(lenet_ticket, 3)
+
+
+def test_sparse_tflite_is_smaller_and_agrees(lenet_ticket, tmp_path):
+    model, _ = load_ticket(lenet_ticket, 2)  # 64% of the weights left
+    images = load_fashion_mnist("test")[0][:64].astype("float32")
+    dense = export_tflite(model, tmp_path / "dense.tflite")
+    sparse = export_tflite(model, tmp_path / "sparse.tflite", sparse=True)
+    assert sparse.stat().st_size < 0.97 * dense.stat().st_size
+    np.testing.assert_allclose(TFLiteModel(sparse)(images), np.asarray(model(images)),
+                               atol=1e-5)
+    # XNNPACK refuses int8 weights in the sparse format; LiteRT's builtin kernels run them
+    lite = TFLiteModel(export_tflite(model, tmp_path / "s8.tflite", quantize="int8",
+                                     representative_images=images, sparse=True))
+    assert np.mean(lite(images).argmax(-1) == np.asarray(model(images)).argmax(-1)) > 0.9
+
+
+@pytest.fixture(scope="module")
+def gim_ticket(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gim") / "gim-ticket"
+    rounds = run_imp(LotteryConfig(
+        out_dir=str(path), network="gim-fmnist-resnet", rounds=2, epochs=1, max_examples=64,
+        batch_size=32, learning_rate=2e-4, conv_rate=0.25, eval_examples=200,
+        probe_labels_per_class=5, probe_steps=50, verbose=0))
+    return path, rounds
+
+
+def test_gim_encoder_ticket_under_infonce(gim_ticket):
+    path, rounds = gim_ticket
+    _, masks = load_ticket(path, 1)
+    assert {kind for _, kind, _ in masks.kernels} == {"conv"}  # InfoNCE heads not pruned
+    alive, total = 0, 0
+    for _, _, kernel in masks.kernels:  # 25% of every conv kernel per round, rounded
+        size = int(np.prod(kernel.shape))
+        total += size
+        alive += size - round(0.25 * size)
+    assert rounds[1]["remaining"] == pytest.approx(alive / total, abs=1e-9)
+    assert 0.1 < rounds[1]["test_accuracy"] <= 1  # a linear probe's top-1
+    assert "final_test_infonce" in rounds[1] and rounds[1]["seconds"] > 0
+
+
+def test_packaged_gim_ticket_loads_sparse(gim_ticket, tmp_path, monkeypatch):
+    path, rounds = gim_ticket
+    monkeypatch.setattr(hub, "BUNDLED_DIR", tmp_path / "pretrained")
+    monkeypatch.setattr(hub, "MANIFEST_PATH", tmp_path / "pretrained" / "manifest.json")
+    monkeypatch.delenv(hub.LOCAL_DIR_ENV, raising=False)
+    name = "gim-fmnist-resnet-ticket"
+    package_ticket(name, path, round_index=1, cards_dir=tmp_path / "cards")
+    encoder = gim_zoo.load(name)  # sha256-checked against the manifest just written
+    _, masks = load_ticket(path, 1)
+    for (_, _, kernel), mask in zip(masks.kernels, masks.numpy().values()):
+        loaded = {w.path: w for w in encoder.weights}[kernel.path.removeprefix("gim/")]
+        assert np.all(loaded.numpy()[mask == 0] == 0)
+    metrics = json.loads((tmp_path / "pretrained" / name / "metrics.json").read_text())
+    assert metrics["ticket"]["weights_remaining"] == pytest.approx(rounds[1]["remaining"])
+    assert metrics["linear_probe"]["5"]["test_accuracy"] == rounds[1]["test_accuracy"]
+    card = (tmp_path / "cards" / f"{name}.md").read_text()
+    assert f"{100 * rounds[1]['remaining']:.1f}% of the prunable weights remain" in card
+    with pytest.raises(ValueError, match="pruned 'gim-fmnist-resnet'; "
+                                         "supervised-fmnist-resnet-ticket is a ticket of"):
+        package_ticket("supervised-fmnist-resnet-ticket", path)
+
+
+def test_choose_round_is_the_sparsest_within_a_point():
+    rounds = [{"round": 0, "remaining": 1.0, "test_accuracy": 0.80},
+              {"round": 1, "remaining": 0.8, "test_accuracy": 0.795},
+              {"round": 2, "remaining": 0.64, "test_accuracy": 0.785},
+              {"round": 3, "remaining": 0.5, "test_accuracy": 0.791}]
+    assert choose_round(rounds) == 3
+    assert choose_round(rounds[:3]) == 1

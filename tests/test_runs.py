@@ -33,6 +33,15 @@ def test_only_epochs_may_change_between_invocations(tmp_path):
         run.prepare({"model": "m", "seed": 1, "epochs": 5})
 
 
+def test_a_setting_added_later_matches_at_its_default(tmp_path):
+    run = RunDirectory(tmp_path / "r")
+    run.prepare({"model": "m", "epochs": 2})  # saved before "rate" existed
+    run.prepare({"model": "m", "epochs": 2, "rate": 0.1}, defaults={"rate": 0.1})
+    with pytest.raises(ConfigMismatchError, match="rate: 0.1 -> 0.2"):
+        RunDirectory(tmp_path / "r").prepare({"model": "m", "epochs": 2, "rate": 0.2},
+                                             defaults={"rate": 0.1})
+
+
 def test_backup_skips_non_finite_epochs(tmp_path):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")

@@ -53,12 +53,16 @@ def test_train_writes_a_complete_run_and_the_loss_decreases(trained_run):
 
 
 def test_probe_on_a_small_label_budget(trained_run):
-    proc = run_script("probe.py", f"--run_dir={trained_run}", "--labels_per_class=20",
+    proc = run_script("probe.py", f"--run_dir={trained_run}", "--labels_per_class=20,5",
                       "--steps=300")
-    assert "test top-1" in proc.stdout
-    result = json.loads((trained_run / "probes" / "labels20-module3-seed0.json").read_text())
+    assert proc.stdout.count("test top-1") == 2  # one encoding pass, two budgets
+    probes = trained_run / "probes"
+    result = json.loads((probes / "labels20-module3-pool3-seed0.json").read_text())
     assert result["train_examples"] == 200 and result["test_examples"] == 10000
+    assert result["pool_to"] == 3  # the registry's probe pooling for Fashion-MNIST
     assert result["test_accuracy"] > 0.3  # chance is 0.1
+    assert json.loads((probes / "labels5-module3-pool3-seed0.json").read_text())[
+        "train_examples"] == 50
 
 
 def test_rerun_resumes_instead_of_restarting(trained_run):
@@ -116,6 +120,10 @@ def test_bad_inputs_give_one_line_errors(tmp_path, trained_run):
 
     proc = run_script("probe.py", f"--run_dir={tmp_path}/not-a-run", check=False)
     assert proc.returncode != 0 and "not a run directory" in proc.stderr
+
+    proc = run_script("probe.py", f"--run_dir={trained_run}", "--labels_per_class=60,6OO",
+                      check=False)
+    assert proc.returncode != 0 and "non-negative integers like 60,600,0" in proc.stderr
 
 
 def test_non_finite_loss_stops_without_writing_weights(tmp_path):

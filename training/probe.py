@@ -1,6 +1,6 @@
 """Linear probe on a frozen encoder: test top-1 for a label budget.
 
-    python training/probe.py --run_dir=runs/x --labels_per_class=60
+    python training/probe.py --run_dir=runs/x --labels_per_class=60,600,0
     python training/probe.py --random_init --model=gim-fmnist-resnet --labels_per_class=60
 """
 
@@ -12,10 +12,11 @@ from gim_zoo.flags import run_script  # noqa: E402
 from gim_zoo.probing import ProbeConfig, probe  # noqa: E402
 
 
-def show(result):
-    print(f"{result['model']} ({result['source']}), module {result['module']}, "
-          f"{result['train_examples']} labels: test top-1 {result['test_accuracy']:.4f} "
-          f"on {result['test_examples']} images  [{result['path']}]")
+def show(results):
+    for r in results:
+        print(f"{r['model']} ({r['source']}), module {r['module']}, pooled to "
+              f"{r['pool_to']}x{r['pool_to']}, {r['train_examples']} labels: test top-1 "
+              f"{r['test_accuracy']:.4f} on {r['test_examples']} images  [{r['path']}]")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Tables (markdown) and a label-budget plot from the run directories under --runs.
 
     python training/report.py --runs=runs
-    python training/report.py --tickets="ticket=runs/lth/t,random re-init=runs/lth/r"
+    python training/report.py --tickets="ticket=runs/lth/t-seed*,random re-init=runs/lth/r-seed*"
 """
 
+import glob
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -15,18 +16,29 @@ from gim_zoo.runs import atomic_write_text  # noqa: E402
 
 flags.DEFINE_string("runs", "runs", "folder holding the run directories")
 flags.DEFINE_integer("seed", 0, "which seed's runs to report")
-flags.DEFINE_string("tickets", "", "lottery plot instead: 'label=RUN_DIR,label=RUN_DIR,...'")
+flags.DEFINE_string("tickets", "", "lottery plot and table instead: 'label=RUN_DIRS,...', "
+                    "RUN_DIRS a run directory or a glob over seeds")
 flags.DEFINE_string("tickets_out", "runs/tickets.png", "where the lottery plot goes")
 
 
 def main(argv):
     if flags.FLAGS.tickets:
-        runs = dict(item.split("=", 1) for item in flags.FLAGS.tickets.split(","))
+        runs = {}
+        for item in flags.FLAGS.tickets.split(","):
+            label, pattern = item.split("=", 1)
+            runs[label] = sorted(glob.glob(pattern)) or [pattern]
+        table = report.ticket_table(runs)
+        atomic_write_text(os.path.splitext(flags.FLAGS.tickets_out)[0] + ".md", table + "\n")
+        print(table)
         print(report.plot_tickets(runs, flags.FLAGS.tickets_out))
         return
     runs = flags.FLAGS.runs
-    rows, per_module = report.collect(runs, flags.FLAGS.seed)
-    text = ("## Linear-probe test top-1 (%)\n\n" + report.markdown(rows, per_module)
+    rows, per_module = report.collect(runs, flags.FLAGS.seed, pool_to=3)
+    global_rows, global_per_module = report.collect(runs, flags.FLAGS.seed, pool_to=1)
+    text = ("## Linear-probe test top-1 (%), features pooled to a 3x3 grid\n\n"
+            + report.markdown(rows, per_module)
+            + "\n\n## The same, global average pool (the paper's probe input)\n\n"
+            + report.markdown(global_rows, global_per_module)
             + "\n\n## Training runs\n\n" + report.training_table(runs, flags.FLAGS.seed) + "\n")
     atomic_write_text(os.path.join(runs, "results.md"), text)
     if rows:

@@ -7,7 +7,7 @@ which InfoNCE's negatives can exploit; the GIM paper's encoder omits it for that
 import keras
 from keras import layers, ops
 
-from gim_zoo.models.patches import ImagePatches, PatchGridPool, grid_size
+from gim_zoo.models.patches import GridAveragePool, ImagePatches, PatchGridPool, grid_size
 
 
 @keras.saving.register_keras_serializable(package="gim_zoo")
@@ -160,15 +160,16 @@ class PatchResNetEncoder(keras.Model):
     def call(self, images, training=False):
         return self.module_outputs(images, training=training)[-1]
 
-    def feature_model(self, module=None, pooled=False):
-        """Functional model: images -> module `module`'s (B, G, G, C) grid, or (B, C) if pooled."""
+    def feature_model(self, module=None, pool_to=None):
+        """Functional model: images -> module `module`'s (B, G, G, C) grid, or, with
+        pool_to=k, its (B, k*k*C) average-pooled features (k=1: global pool, the paper's)."""
         module = module or self.num_modules
         if not 1 <= module <= self.num_modules:
             raise ValueError(f"module must be in 1..{self.num_modules}, got {module}")
         images = keras.Input((self.image_size, self.image_size, self.channels), name="images")
         features = self.module_outputs(images, upto=module)[-1]
-        if pooled:
-            features = layers.GlobalAveragePooling2D(name="global_pool")(features)
+        if pool_to:
+            features = GridAveragePool(pool_to, name=f"pool_to{pool_to}")(features)
         return keras.Model(images, features, name=f"{self.name}_module{module}")
 
     def get_config(self):

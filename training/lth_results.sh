@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Every lottery-ticket run behind the README's ticket curves, for one seed (SEED=0, 1, ...):
+# each experiment is a ticket run plus its two controls, then the plot. Resumable round
+# by round. About 45 minutes per seed on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+SEED=${SEED:-0}
+EXPERIMENTS=${EXPERIMENTS:-"lenet conv2 gim resnet"}
+
+experiment() {  # NAME CONTROLS ARGS...: ticket run, controls, plot
+  local name=$1 controls=$2; shift 2
+  local out=runs/lth/$name-ticket-seed$SEED plots="ticket=runs/lth/$name-ticket-seed$SEED"
+  $PY training/lottery.py "$@" --seed=$SEED --verbose=0 --out_dir="$out"
+  for control in $controls; do
+    case $control in
+      random_reinit) local short=reinit label="random re-init" ;;
+      random_prune) local short=randprune label="random pruning" ;;
+    esac
+    local dir=runs/lth/$name-$short-seed$SEED
+    $PY training/lottery.py "$@" --seed=$SEED --verbose=0 --control=$control \
+      --ticket_dir="$out" --out_dir="$dir"
+    plots="$plots,$label=$dir"
+  done
+  $PY training/report.py --tickets_out=runs/lth/$name-seed$SEED.png --tickets="$plots"
+}
+
+for e in $EXPERIMENTS; do
+  case $e in
+    # LeNet-300-100 (Frankle & Carbin's MNIST network), Adam 1.2e-3, batch 60.
+    lenet) experiment lenet "random_reinit random_prune" --network=lenet300 --rounds=8 \
+             --epochs=4 ;;
+    # Conv-2 (32 filters), first 20k training images, 2 epochs per round.
+    conv2) experiment conv2 "random_reinit random_prune" --network=conv2 --rounds=7 \
+             --epochs=2 --max_examples=20000 --learning_rate=2e-4 ;;
+    # The GIM encoder under its own InfoNCE losses (no labels), 25% of each conv's
+    # weights per round; scored by a linear probe (100 labels/class, 5000 test images).
+    gim) experiment gim "random_reinit" --network=gim-fmnist-resnet --rounds=8 --epochs=1 \
+           --max_examples=12000 --batch_size=32 --learning_rate=2e-4 --conv_rate=0.25 \
+           --eval_examples=5000 ;;
+    # The supervised encoder under cross-entropy, the same schedule as the GIM tickets.
+    resnet) experiment resnet "random_reinit" --network=supervised-fmnist-resnet --rounds=8 \
+              --epochs=1 --max_examples=12000 --batch_size=32 --learning_rate=1e-3 \
+              --conv_rate=0.25 --eval_examples=5000 ;;
+    *) echo "unknown experiment $e (lenet, conv2, gim, resnet)" >&2; exit 2 ;;
+  esac
+done
