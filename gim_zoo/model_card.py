@@ -11,6 +11,10 @@ BUDGET_NAMES = {"60": "1% labels (60/class)", "600": "10% labels (600/class)",
                 "all": "100% labels"}
 
 
+def _budget_name(budget):
+    return BUDGET_NAMES.get(budget, f"{budget} labels/class")
+
+
 def _yaml_str(value):
     return json.dumps(str(value))  # a JSON string is a valid YAML scalar
 
@@ -36,7 +40,7 @@ def front_matter(spec, metrics):
         lines += [
             "  - task:",
             "      type: image-classification",
-            f"      name: {_yaml_str('Linear probe, ' + BUDGET_NAMES.get(budget, budget))}",
+            f"      name: {_yaml_str('Linear probe, ' + _budget_name(budget))}",
             "    dataset:",
             f"      name: {dataset}",
             f"      type: {HF_DATASETS[spec.dataset]}",
@@ -44,7 +48,7 @@ def front_matter(spec, metrics):
             "    metrics:",
             "    - type: accuracy",
             f"      value: {round(probe['test_accuracy'], 4)}",
-            f"      name: {_yaml_str('top-1, frozen encoder, ' + BUDGET_NAMES.get(budget, budget))}",
+            f"      name: {_yaml_str('top-1, frozen encoder, ' + _budget_name(budget))}",
         ]
     lines.append("---")
     return "\n".join(lines)
@@ -76,8 +80,10 @@ def _ticket_section(ticket):
         "`encoder.tflite` stores them in TFLite's sparse format). Test score "
         f"{100 * ticket['ticket_test_accuracy']:.2f}% vs "
         f"{100 * ticket['dense_test_accuracy']:.2f}% "
-        "for the dense network of round 0 trained the same way. Every round's numbers are "
-        "in `metrics.json`.",
+        "for the dense network of round 0 trained the same way (every round: "
+        f"{ticket.get('epochs_per_round')} epoch(s) on the first "
+        f"{ticket.get('train_examples'):,} training images). Every round's numbers are in "
+        "`metrics.json`.",
         "",
     ]
 
@@ -96,7 +102,7 @@ def render(spec, metrics):
              + (" random-init encoder, same probe |" if baseline else ""),
              "|---|---:|" + ("---:|" if baseline else "")]
     for budget, probe in sorted(probes.items()):
-        table.append(f"| {BUDGET_NAMES.get(budget, budget)} | "
+        table.append(f"| {_budget_name(budget)} | "
                      f"{100 * probe['test_accuracy']:.2f}% |"
                      + (f" {100 * baseline[budget]['test_accuracy']:.2f}% |"
                         if budget in baseline else (" - |" if baseline else "")))
@@ -142,8 +148,10 @@ def render(spec, metrics):
             "## Linear-probe results",
             "",
             "Frozen encoder, last module's patch grid rectified and average-pooled to "
-            f"{_grid(spec)}, one softmax layer (`python training/probe.py --run_dir=RUN "
-            f"--labels_per_class=N`), {dataset} test set ({_test_images(probes)} images).",
+            f"{_grid(spec)}, one softmax layer ("
+            + ("fitted by `training/lottery.py` after the round"
+               if ticket else "`python training/probe.py --run_dir=RUN --labels_per_class=N`")
+            + f"), {dataset} test set ({_test_images(probes)} images).",
             "",
             *table,
             "",

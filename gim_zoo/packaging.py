@@ -139,6 +139,8 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
             "ticket_of": spec.ticket_of,
             "round": r,
             "weights_remaining": masks.remaining(),
+            "epochs_per_round": config.epochs,
+            "train_examples": config.max_examples or 60000,
             "dense_test_accuracy": rounds[0]["test_accuracy"],
             "ticket_test_accuracy": scored["test_accuracy"],
             "rounds": rounds,

@@ -52,3 +52,22 @@ def test_card_and_metrics_come_from_the_run():
     assert card == model_card.render(registry.get(NAME), metrics)
     assert card.startswith("---\nlibrary_name: keras\n")
     assert f"value: {round(metrics['linear_probe']['all']['test_accuracy'], 4)}" in card
+
+
+def test_bundled_gim_ticket_is_as_sparse_as_its_metrics_say(fmnist_test_images):
+    name = "gim-fmnist-resnet-ticket"
+    folder = hub.BUNDLED_DIR / name
+    metrics = json.loads((folder / "metrics.json").read_text())
+    encoder = gim_zoo.load(name)
+    kernels = [w.numpy() for w in encoder.weights if w.path.endswith("kernel")]
+    alive = sum(np.count_nonzero(k) for k in kernels) / sum(k.size for k in kernels)
+    assert alive == pytest.approx(metrics["ticket"]["weights_remaining"], abs=1e-6)
+    assert alive < 0.5
+    images, _ = fmnist_test_images
+    want = np.asarray(encoder.feature_model(pool_to=3)(images))
+    np.testing.assert_allclose(TFLiteModel(folder / "encoder.tflite")(images), want,
+                               atol=1e-4, rtol=1e-4)  # the sparse format is exact
+    assert (folder / "encoder.tflite").stat().st_size < \
+        0.5 * (FOLDER / "encoder.tflite").stat().st_size
+    card = (folder / "README.md").read_text()
+    assert card == model_card.render(registry.get(name), metrics)
