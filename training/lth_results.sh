@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every lottery-ticket run behind the README's ticket curves, for one seed (SEED=0, 1, ...):
 # each experiment is a ticket run plus its controls, then the plot and its table.
-# Resumable round by round. On 2 CPU cores: lenet about 10 minutes, gim about 30 (measured
-# sharing the cores); conv2 and resnet were not timed to the end.
+# Resumable round by round. On 2 CPU cores: lenet about 10 minutes, conv2 about 6, gim
+# about 30 (measured sharing the cores); resnet was not run here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
