@@ -120,7 +120,8 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
         probes, own = {}, scored["test_accuracy"]
     else:
         probes = {str(config.probe_labels_per_class): {
-            **score, "train_examples": scored.get("probe_train_examples"), "module": 3,
+            **score, "train_examples": scored.get("probe_train_examples"),
+            "module": model.encoder.num_modules,
             "pool_to": spec.probe_pool_to, "steps": config.probe_steps}}
         own = None
     metrics = {
