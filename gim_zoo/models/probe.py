@@ -91,8 +91,9 @@ def encode(encoder, module, batches, pool_to=1):
 # A feature's std is floored at this fraction of the mean std before folding: a rarely
 # active feature (small std) would otherwise get a huge folded weight, harmless in float32
 # but ruinous for int8, where the head's weights share one scale per output class
-# (measured on the 8-epoch GIM encoder, 3x3 probe: int8 agreed with float32 on 83% of test
-# images without the floor, 96% with it, float32 accuracy unchanged).
+# (an exploratory check, not a project command: 8-epoch GIM encoder, 3x3 probe on 200
+# labels/class, 2,000 test images; int8 agreed with float32 on 83% of them without the
+# floor, 96% with it, float32 accuracy unchanged).
 STD_FLOOR = 0.3
 
 
