@@ -318,8 +318,7 @@ def _reinitialise(model, build, masks, seed):
     """Fresh random weights (same initialisers), keeping the mask: the re-init control."""
     keras.utils.set_random_seed(seed)
     fresh = build()
-    mask_ids = {id(m) for m in masks.masks.values()}
-    targets = [v for v in model.weights if id(v) not in mask_ids]
+    targets = masks.unmasked_weights(model)
     if len(targets) != len(fresh.weights):
         raise RuntimeError("re-initialisation: the fresh model's weights do not line up")
     for target, source in zip(targets, fresh.weights):

@@ -169,3 +169,153 @@ def ticket_table(runs):
             cells.append(f"{acc.mean():.2f}%{spread}")
         lines.append(f"| {curves[labels[0]][0][i]:.1f}% | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+FINETUNE_ORDER = ("plain", "rifle1", "rifle2", "rifle3", "rifle3-reset", "dropout0.5",
+                  "scratch")
+
+
+def finetune_results(run_dirs):
+    """{variant: [metrics of each seed's finished run]} from training/finetune.py runs."""
+    results = {}
+    for d in run_dirs:
+        path = Path(d) / "metrics.json"
+        if path.exists():
+            m = json.loads(path.read_text())
+            results.setdefault(m["variant"], []).append({**m, "run_dir": str(d)})
+    rank = {v: i for i, v in enumerate(FINETUNE_ORDER)}
+    return dict(sorted(results.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
+
+
+def finetune_table(results):
+    """Markdown: per variant, test top-1 mean and std over seeds, and how far each backbone
+    module moved from the pre-trained weights (mean relative distance)."""
+    import numpy as np
+
+    if not results:
+        return ""
+    modules = max(len(m["module_distance"]) for runs in results.values() for m in runs)
+    lines = ["| head treatment | seeds | digits test top-1 (%) | "
+             + " | ".join(f"module {k} moved" for k in range(1, modules + 1)) + " |",
+             "|---|---:|---:|" + "---:|" * modules]
+    for variant, runs in results.items():
+        acc = 100 * np.array([m["test_accuracy"] for m in runs])
+        moved = np.array([m["module_distance"] for m in runs]).mean(0)
+        seeds = ",".join(str(m["seed"]) for m in sorted(runs, key=lambda m: m["seed"]))
+        lines.append(f"| {variant} | {seeds} | {acc.mean():.2f} ± {acc.std(ddof=0):.2f} | "
+                     + " | ".join(f"{d:.3f}" for d in moved) + " |")
+    return "\n".join(lines)
+
+
+def plot_finetune(results, out_path, title=""):
+    """Left: test top-1 per head treatment (mean, std bar, each seed a dot). Middle: how
+    far each backbone module moved. Right: training accuracy per epoch of the lowest seed
+    (RIFLE's re-inits show as drops)."""
+    import numpy as np
+
+    from gim_zoo.plots import read_history
+
+    fig, (acc_ax, move_ax, curve_ax) = plt.subplots(1, 3, figsize=(15, 4))
+    for i, (variant, runs) in enumerate(results.items()):
+        acc = 100 * np.array([m["test_accuracy"] for m in runs])
+        acc_ax.bar(i, acc.mean(), yerr=acc.std(), capsize=4, alpha=0.7)
+        acc_ax.plot([i] * len(acc), acc, "k.")
+        moved = np.array([m["module_distance"] for m in runs])
+        modules = np.arange(1, moved.shape[1] + 1)
+        move_ax.errorbar(modules, moved.mean(0), yerr=moved.std(0), marker="o", capsize=3,
+                         label=variant)
+        first = min(runs, key=lambda m: m["seed"])
+        history = Path(first["run_dir"]) / "history.csv"
+        if history.exists():
+            columns = read_history(history)
+            curve_ax.plot(np.array(columns["epoch"]) + 1, 100 * np.array(columns["accuracy"]),
+                          label=f"{variant} (seed {first['seed']})")
+    lowest = min(100 * m["test_accuracy"] for runs in results.values() for m in runs)
+    acc_ax.set_ylim(max(0.0, lowest - 5), 100)
+    acc_ax.set_xticks(range(len(results)), list(results), rotation=30)
+    move_ax.set_xticks(modules)
+    acc_ax.set_ylabel("digits test top-1 (%)")
+    move_ax.set_xlabel("backbone module")
+    move_ax.set_ylabel("||w - w0|| / ||w0|| (w0: pre-trained; scratch: its init)")
+    curve_ax.set_xlabel("epoch")
+    curve_ax.set_ylabel("training accuracy (%)")
+    for ax in (acc_ax, move_ax, curve_ax):
+        ax.grid(alpha=0.3)
+    for ax in (move_ax, curve_ax):
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return save_figure(fig, out_path)
+
+
+TELEPORT_ARMS = {"plain": "no", "teleport": "yes (slots reset)",
+                 "teleport-keep": "yes (slots kept)"}
+
+
+def teleport_results(run_dirs):
+    """{(model, optimizer): {"teleport"/"plain": [metrics per seed]}} from
+    training/teleport.py runs that finished."""
+    results = {}
+    for d in run_dirs:
+        path = Path(d) / "metrics.json"
+        if path.exists():
+            m = json.loads(path.read_text())
+            if "final_subset_loss" in m:
+                arm = m.get("arm", "teleport" if m["teleport"] else "plain")
+                results.setdefault((m["model"], m["optimizer"]), {}).setdefault(arm, []).append(m)
+    return dict(sorted(results.items(), key=lambda kv: (kv[0][0] != "mlp", kv[0])))
+
+
+def teleport_table(results):
+    """Markdown: per model and optimizer, with and without teleports: steps until the
+    training loss first fell below the target (mean ± std over the seeds that reached it),
+    the final training loss and the test top-1 (mean ± std)."""
+    import numpy as np
+
+    def stat(values, fmt):
+        values = np.array(values, float)
+        return f"{values.mean():{fmt}} ± {values.std():{fmt}}" if len(values) else "-"
+
+    lines = ["| model | optimizer | teleport | seeds | steps to target loss (reached) | "
+             "final training loss | test top-1 (%) |", "|---|---|---|---:|---:|---:|---:|"]
+    for (model, optimizer), arms in results.items():
+        for arm in TELEPORT_ARMS:
+            runs = arms.get(arm, [])
+            if not runs:
+                continue
+            reached = [m["steps_to_target"] for m in runs if m["steps_to_target"] is not None]
+            accuracy = [100 * m["test_accuracy"] for m in runs if "test_accuracy" in m]
+            lines.append(
+                f"| {model} | {optimizer} | {TELEPORT_ARMS[arm]} | "
+                f"{len(runs)} | {stat(reached, '.0f')} ({len(reached)}/{len(runs)}, target "
+                f"{runs[0]['target_loss']}) | {stat([m['final_subset_loss'] for m in runs], '.4f')}"
+                f" | {stat(accuracy, '.2f')} |")
+    return "\n".join(lines)
+
+
+def plot_teleport(results, out_path):
+    """Training loss vs optimizer step, one panel per (model, optimizer): mean over seeds
+    with and without teleports, a band from the lowest to the highest seed, and the
+    teleport steps marked."""
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.8), squeeze=False)
+    for ax, ((model, optimizer), arms) in zip(axes[0], results.items()):
+        for arm in TELEPORT_ARMS:
+            runs = arms.get(arm, [])
+            if not runs:
+                continue
+            n = min(len(m["curve"]) for m in runs)
+            steps = np.array([s for s, _ in runs[0]["curve"][:n]])
+            losses = np.array([[v for _, v in m["curve"][:n]] for m in runs])
+            ax.plot(steps, losses.mean(0), label=f"{TELEPORT_ARMS[arm]} ({len(runs)} seeds)")
+            ax.fill_between(steps, losses.min(0), losses.max(0), alpha=0.2)
+            if arm != "plain":
+                for s in sorted({r["step"] for m in runs for r in m["teleports"]}):
+                    ax.axvline(s, color="grey", lw=0.6, ls=":")
+        ax.set_yscale("log")
+        ax.set_title(f"{model}, {optimizer}")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return save_figure(fig, out_path)

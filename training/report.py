@@ -2,6 +2,8 @@
 
     python training/report.py --runs=runs
     python training/report.py --tickets="ticket=runs/lth/t-seed*,random re-init=runs/lth/r-seed*"
+    python training/report.py --finetune="runs/finetune/gim-fmnist-resnet-*"
+    python training/report.py --teleport="runs/teleport/*"
 """
 
 import glob
@@ -19,6 +21,25 @@ flags.DEFINE_integer("seed", 0, "which seed's runs to report")
 flags.DEFINE_string("tickets", "", "lottery plot and table instead: 'label=RUN_DIRS,...', "
                     "RUN_DIRS a run directory or a glob over seeds")
 flags.DEFINE_string("tickets_out", "runs/tickets.png", "where the lottery plot goes")
+flags.DEFINE_string("finetune", "", "RIFLE table and plot instead: a glob over the run "
+                    "directories of training/finetune.py")
+flags.DEFINE_string("teleport", "", "teleportation table and plot instead: a glob over the "
+                    "run directories of training/teleport.py")
+flags.DEFINE_string("teleport_out", "runs/teleport/teleport",
+                    "where the teleportation table (.md) and plot (.png) go, no extension")
+flags.DEFINE_string("finetune_out", "runs/finetune/rifle",
+                    "where the RIFLE table (.md) and plot (.png) go, without extension")
+
+
+def table_and_plot(pattern, out, what, collect, table_of, plot):
+    """OUT.md (a markdown table) and OUT.png from the run directories matching PATTERN."""
+    results = collect(sorted(glob.glob(pattern)))
+    if not results:
+        raise app.UsageError(f"no finished {what} runs match {pattern}")
+    table = table_of(results)
+    atomic_write_text(out + ".md", table + "\n")
+    print(table)
+    print(plot(results, out + ".png"))
 
 
 def main(argv):
@@ -32,6 +53,14 @@ def main(argv):
         print(table)
         print(report.plot_tickets(runs, flags.FLAGS.tickets_out))
         return
+    if flags.FLAGS.teleport:
+        return table_and_plot(flags.FLAGS.teleport, flags.FLAGS.teleport_out, "teleport",
+                              report.teleport_results, report.teleport_table,
+                              report.plot_teleport)
+    if flags.FLAGS.finetune:
+        return table_and_plot(flags.FLAGS.finetune, flags.FLAGS.finetune_out, "fine-tuning",
+                              report.finetune_results, report.finetune_table,
+                              report.plot_finetune)
     runs = flags.FLAGS.runs
     rows, per_module = report.collect(runs, flags.FLAGS.seed, pool_to=3)
     global_rows, global_per_module = report.collect(runs, flags.FLAGS.seed, pool_to=1)

@@ -65,6 +65,11 @@ class PruningMasks:
             kernel.constraint = MaskConstraint(mask)
             self.masks[path] = mask
 
+    def unmasked_weights(self, model):
+        """model.weights without the mask variables: what a rewind or re-init resets."""
+        mask_ids = {id(m) for m in self.masks.values()}
+        return [v for v in model.weights if id(v) not in mask_ids]
+
     def numpy(self):
         return {path: np.asarray(mask.numpy()) for path, mask in self.masks.items()}
 
@@ -179,8 +184,7 @@ class PruneWithRewind(keras.callbacks.Callback):
         self.rewind_point = [np.array(v.numpy()) for v in self._rewound_variables()]
 
     def _rewound_variables(self):
-        mask_ids = {id(m) for m in self.masks.masks.values()}
-        return [v for v in self.model.weights if id(v) not in mask_ids]
+        return self.masks.unmasked_weights(self.model)
 
     def on_train_begin(self, logs=None):
         self._step = 0

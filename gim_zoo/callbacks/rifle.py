@@ -1,0 +1,123 @@
+"""RIFLE (Li et al., ICML 2020): re-initialise the classifier head during fine-tuning.
+
+Why: when a pre-trained backbone is fine-tuned with a new head, the head fits the few
+labels quickly and the loss gradient reaching the deep layers shrinks. Re-initialising
+the head a few times (M times, evenly over E epochs) puts a large loss back on the
+backbone, so its deeper layers keep receiving meaningful updates.
+
+Only the head's variables change: each is redrawn from its own layer's initializer
+(`kernel_initializer` for `kernel`, ...), with a fresh seed per re-initialisation. The
+optimizer's step count, and with it the learning-rate schedule, is never restarted.
+Optimizer slots (momentum, Adam moments) of the head are kept by default, as in the
+authors' code; `reset_optimizer_slots=True` zeroes them, so the old head's momentum does
+not push the new random head. Written with keras.ops only; works on any Keras model.
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from gim_zoo.callbacks.optimizer_slots import reset_slots
+
+
+def rifle_epochs(epochs, times, quiet_epochs=None):
+    """Epoch counts after which the head is re-initialised: round(k * E / (M + 1)),
+    k = 1..M. Refuses plans that would re-initialise within the last `quiet_epochs`
+    (default: a tenth of training, at least 1), where the head could not re-converge."""
+    epochs, times = int(epochs), int(times)
+    if times < 0 or epochs < 1:
+        raise ValueError(f"RIFLE needs epochs >= 1 and times >= 0, got {epochs}, {times}")
+    quiet = max(1, math.ceil(epochs / 10)) if quiet_epochs is None else int(quiet_epochs)
+    planned = sorted({round(k * epochs / (times + 1)) for k in range(1, times + 1)})
+    if len(planned) < times or (planned and planned[0] < 1):
+        raise ValueError(f"{times} RIFLE re-initialisations do not fit in {epochs} epochs")
+    late = [e for e in planned if epochs - e < quiet]
+    if late:
+        raise ValueError(
+            f"RIFLE would re-initialise after epoch(s) {late} of {epochs}, inside the last "
+            f"{quiet} epoch(s) where the head cannot re-converge: use fewer re-inits or "
+            "more epochs, or lower quiet_epochs")
+    return planned
+
+
+def _fresh_initializer(initializer, seed):
+    """The same initializer (class and settings) with a new seed, so values differ."""
+    config = initializer.get_config()
+    if "seed" in config:
+        config["seed"] = int(seed)
+    return initializer.__class__.from_config(config)
+
+
+class RIFLE(keras.callbacks.Callback):
+    """Re-initialise `head_layers` after epochs `rifle_epochs(epochs, times, quiet_epochs)`.
+
+    head_layers: layer names (or layers) of the model; every variable they own is redrawn.
+    epochs: the E of the plan (the `epochs` given to `fit`).
+    """
+
+    def __init__(self, head_layers, epochs, times=3, quiet_epochs=None,
+                 reset_optimizer_slots=False, seed=0, verbose=1):
+        super().__init__()
+        self.head_layers = [head_layers] if isinstance(head_layers, str | keras.Layer) \
+            else list(head_layers)
+        self.reinit_after = rifle_epochs(epochs, times, quiet_epochs)
+        self.reset_optimizer_slots = bool(reset_optimizer_slots)
+        self.verbose = int(verbose)
+        self._rng = np.random.default_rng(seed)
+        self.log = []  # one dict per re-initialisation: epoch, optimizer step, variables
+
+    def _layers(self):
+        found = []
+        for item in self.head_layers:
+            layer = item if isinstance(item, keras.Layer) else None
+            if layer is None:
+                try:
+                    layer = self.model.get_layer(item)
+                except ValueError:
+                    names = [la.name for la in self.model.layers]
+                    raise ValueError(f"RIFLE head layer {item!r} is not in model "
+                                     f"{self.model.name!r} (its layers: {names})") from None
+            if not layer.weights:
+                raise ValueError(f"RIFLE head layer {layer.name!r} has no weights (build "
+                                 "the model first, or name the layer that holds the head)")
+            found.append(layer)
+        return found
+
+    def _initializer(self, layer, variable):
+        initializer = getattr(layer, f"{variable.name}_initializer", None)
+        if initializer is None:
+            raise ValueError(f"RIFLE cannot re-initialise {variable.path}: layer "
+                             f"{layer.name!r} has no {variable.name}_initializer")
+        return keras.initializers.get(initializer)
+
+    def reinitialise(self):
+        """Redraw every head variable now; returns their paths."""
+        paths = []
+        for layer in self._layers():
+            for variable in layer.weights:
+                init = _fresh_initializer(self._initializer(layer, variable),
+                                          self._rng.integers(2**31 - 1))
+                variable.assign(ops.cast(init(variable.shape, variable.dtype), variable.dtype))
+                paths.append(variable.path)
+        if self.reset_optimizer_slots:
+            reset_slots(self.model.optimizer,
+                        [v for layer in self._layers() for v in layer.weights])
+        return paths
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        if done in self.reinit_after:
+            self._reinitialise_after(done)
+        if logs is not None:  # every epoch, so CSV and TensorBoard logs get a full column
+            logs["rifle_reinits"] = float(len(self.log))
+
+    def _reinitialise_after(self, done):
+        paths = self.reinitialise()
+        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        self.log.append({"after_epoch": done, "optimizer_step": step, "variables": paths})
+        if self.verbose:
+            print(
+                f"RIFLE: re-initialised {', '.join(paths)} after epoch {done} "
+                f"(optimizer step {step}; {len(self.log)}/{len(self.reinit_after)})", flush=True)

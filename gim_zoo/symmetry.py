@@ -1,0 +1,316 @@
+"""Parameter symmetries and teleportation (Zhao, Gower, Walters, Yu, ICLR 2024).
+
+A symmetry is a group action on the weights that leaves the loss unchanged. Teleporting
+moves the weights along the orbit to a point where an objective is better, e.g. a larger
+gradient norm (faster descent from there) or a flatter / sharper neighbourhood.
+
+Two actions on a pair of layers joined by an activation sigma:
+- `ChannelRescaling`: W1 -> W1 diag(a), b1 -> a * b1, W2 -> diag(1/a) W2 for a > 0 (one
+  factor per channel). Exact for any input when sigma is positively homogeneous (ReLU,
+  leaky ReLU): sigma(a z) = a sigma(z). Used on Dense/Conv pairs and inside our
+  pre-activation ResNet blocks (reduce -> spatial -> expand, no normalisation layers).
+- `DataDependentGL`: for Dense layers, z -> z g^T with g in GL(n), and W2 changed as
+  little as possible so that sigma(z g^T) W2' = sigma(z) W2 on the teleport batch. Exact on that batch only, and
+  only when the batch is no larger than the width n (sigma(z g^T) must have full row rank).
+
+The search runs a few normalised gradient steps on the group parameters (log-scales, or
+T in g = I + T), evaluating the model at transformed weights through `keras.StatelessScope`
+(so any loss works, including a GreedyInfoMax module's InfoNCE, and random state such as
+negative samples is the same at every evaluation). The best point seen is kept, so the
+objective never gets worse than not teleporting. Weights and group actions are keras.ops;
+differentiation is per backend (TensorFlow; JAX follows the same two functions).
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+OBJECTIVES = ("grad_norm", "sharpness_min", "sharpness_max")
+HOMOGENEOUS = ("relu", "leaky_relu")
+
+
+# --- differentiation, the only backend-specific part -------------------------------------
+def value_and_grad(fn, params):
+    """(fn(params), d fn / d params) for a scalar fn of a list of tensors."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        params = [tf.convert_to_tensor(p) for p in params]
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            value = fn(params)
+        return value, tape.gradient(value, params)
+    if backend == "jax":
+        import jax
+
+        return jax.value_and_grad(fn)(list(params))
+    raise NotImplementedError(f"teleportation is not implemented for the {backend} backend")
+
+
+# --- which layer pairs an action applies to ----------------------------------------------
+def _activation_name(layer):
+    if isinstance(layer, keras.layers.ReLU):
+        plain = layer.max_value is None and not layer.threshold
+        return "relu" if plain else "clipped relu"
+    if isinstance(layer, keras.layers.LeakyReLU):
+        return "leaky_relu"
+    if isinstance(layer, keras.layers.Activation) or hasattr(layer, "activation"):
+        return getattr(layer.activation, "__name__", str(layer.activation))
+    return None
+
+
+def _is_kernel_layer(layer):
+    return isinstance(layer, keras.layers.Dense | keras.layers.Conv1D | keras.layers.Conv2D)
+
+
+def rescalable_pairs(model):
+    """[(first, second)] layer pairs whose joint per-channel rescaling is exact: consecutive
+    Dense/Conv layers of a Sequential model joined by ReLU / leaky ReLU (as the first
+    layer's activation or a layer in between), and the reduce -> spatial -> expand convs of
+    every pre-activation bottleneck block (ReLU between them, no normalisation)."""
+    from gim_zoo.models.resnet import PreActBottleneck
+
+    pairs = []
+    for layer in [model, *model._flatten_layers(include_self=False, recursive=True)]:
+        if isinstance(layer, PreActBottleneck):
+            pairs += [(layer.reduce, layer.spatial), (layer.spatial, layer.expand)]
+        elif isinstance(layer, keras.Sequential):
+            pairs += _sequential_pairs(layer.layers)
+    return pairs
+
+
+def _sequential_pairs(layers):
+    pairs = []
+    for i, first in enumerate(layers):
+        if not _is_kernel_layer(first):
+            continue
+        rest = layers[i + 1:]
+        if not rest:
+            break
+        act = _activation_name(first)
+        if act == "linear" and _activation_name(rest[0]) in HOMOGENEOUS \
+                and not _is_kernel_layer(rest[0]):
+            act, rest = _activation_name(rest[0]), rest[1:]
+        if act in HOMOGENEOUS and rest and type(rest[0]) is type(first):
+            pairs.append((first, rest[0]))
+    return pairs
+
+
+def gl_pairs(model):
+    """Dense -> Dense pairs of a Sequential model whose first layer applies ReLU / leaky
+    ReLU itself (the data-dependent GL(n) action needs the pre-activations)."""
+    if not isinstance(model, keras.Sequential):
+        raise ValueError("the data-dependent GL(n) action is implemented for Sequential "
+                         f"MLPs; {model.name} is a {type(model).__name__}")
+    return [(a, b) for a, b in _sequential_pairs(model.layers)
+            if isinstance(a, keras.layers.Dense) and _activation_name(a) in HOMOGENEOUS]
+
+
+# --- the group actions --------------------------------------------------------------------
+class ChannelRescaling:
+    """a = exp(t) per output channel of `first`; exact for any input."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+        self.channels = int(first.kernel.shape[-1])
+        if int(second.kernel.shape[-2]) != self.channels:
+            raise ValueError(f"{first.name} -> {second.name}: channel counts differ")
+        self.variables = [first.kernel, second.kernel] + \
+            ([first.bias] if getattr(first, "bias", None) is not None else [])
+
+    def identity(self):
+        return ops.zeros((self.channels,))
+
+    def apply(self, values, t, context=None):
+        a = ops.exp(t)
+        values[id(self.first.kernel)] = values[id(self.first.kernel)] * a
+        if getattr(self.first, "bias", None) is not None:
+            values[id(self.first.bias)] = values[id(self.first.bias)] * a
+        values[id(self.second.kernel)] = values[id(self.second.kernel)] / ops.expand_dims(a, -1)
+
+
+class DataDependentGL:
+    """g = I + T on the first layer's pre-activations; W2 re-fitted on the teleport batch."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+        self.width = int(first.kernel.shape[-1])
+        self.activation = first.activation
+        self.variables = [first.kernel, first.bias, second.kernel]
+
+    def identity(self):
+        return ops.zeros((self.width, self.width))
+
+    def apply(self, values, t, context):
+        z = context[id(self)]  # (B, n) pre-activations on the batch, unchanged by the others
+        if z.shape[0] > self.width:
+            raise ValueError(
+                f"GL(n) teleportation of {self.first.name} is exact only for a teleport "
+                f"batch no larger than its width {self.width}; got {z.shape[0]} examples "
+                "(use a smaller teleport batch, or group='rescale')")
+        g_t = ops.transpose(ops.eye(self.width) + t)
+        k1, b1, k2 = (id(v) for v in self.variables)
+        values[k1] = ops.matmul(values[k1], g_t)
+        values[b1] = ops.matmul(ops.expand_dims(values[b1], 0), g_t)[0]
+        new = self.activation(ops.matmul(z, g_t))  # (B, n), full row rank for B <= n
+        old = self.activation(z)
+        # The smallest change to W2 with new W2' = old W2 on the batch:
+        # W2' = W2 + new^+ (old - new) W2, new^+ = new^T (new new^T)^-1 (B <= n). At g = I it
+        # is W2 itself. (The paper's W2' = new^+ old W2 is also exact on the batch but, for
+        # B < n, projects W2 onto the batch's activations even at g = I, which changes the
+        # network on every other input.) A ridge of 1e-6 of the mean eigenvalue keeps the
+        # solve finite if g drifts near singular; its effect on the batch loss is far below
+        # the float32 tolerance of the tests.
+        gram = ops.matmul(new, ops.transpose(new))
+        gram = gram + 1e-6 * ops.trace(gram) / gram.shape[0] * ops.eye(gram.shape[0])
+        residual = ops.matmul(old - new, values[k2])
+        values[k2] = values[k2] + ops.matmul(ops.transpose(new),
+                                             ops.linalg.solve(gram, residual))
+
+
+def actions_for(model, group="rescale"):
+    if group == "rescale":
+        pairs, cls = rescalable_pairs(model), ChannelRescaling
+    elif group == "gl":
+        pairs, cls = gl_pairs(model), DataDependentGL
+    else:
+        raise ValueError(f"group must be 'rescale' or 'gl', got {group!r}")
+    if not pairs:
+        raise ValueError(
+            f"{model.name} has no layer pairs for the {group!r} symmetry: it needs Dense/Conv "
+            "layers joined by ReLU or leaky ReLU in a Sequential model, or pre-activation "
+            "bottleneck blocks")
+    return [cls(a, b) for a, b in pairs]
+
+
+# --- losses and objectives ----------------------------------------------------------------
+def default_loss(model, batch):
+    """The loss teleportation must preserve: a GreedyInfoMax model's summed module InfoNCE
+    losses (each module's gradient comes only from its own loss), else the compiled loss."""
+    x, y = batch
+    if hasattr(model, "module_losses"):
+        return ops.sum(ops.stack(list(model.module_losses(x).values())))
+    loss = model.loss
+    if loss is None:
+        raise ValueError(f"{model.name} is not compiled with a loss; pass loss_fn=")
+    loss = keras.losses.get(loss) if isinstance(loss, str) else loss
+    return ops.mean(loss(y, model(x, training=False)))
+
+
+class Teleporter:
+    """Searches the orbit of `model`'s weights for a better `objective` on one batch."""
+
+    def __init__(self, model, group="rescale", objective="grad_norm", loss_fn=None,
+                 rho=0.05, perturbations=2, seed=0):
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        self.model, self.group, self.objective = model, group, objective
+        self.loss_fn = loss_fn or default_loss
+        self.actions = actions_for(model, group)
+        self.variables = list(model.trainable_variables)
+        self.rho, self.perturbations = float(rho), int(perturbations)
+        self._rng = np.random.default_rng(seed)
+
+    @property
+    def touched_variables(self):
+        seen = {}
+        for action in self.actions:
+            for v in action.variables:
+                seen[id(v)] = v
+        return list(seen.values())
+
+    def loss_at(self, values, batch):
+        """The loss with the model's trainable variables read as `values` (a list)."""
+        with keras.StatelessScope(state_mapping=list(zip(self.variables, values))):
+            return self.loss_fn(self.model, batch)
+
+    def transformed(self, params, context):
+        values = {id(v): v.value for v in self.variables}
+        for action, t in zip(self.actions, params):
+            action.apply(values, t, context)
+        return [values[id(v)] for v in self.variables]
+
+    def grad_norm(self, values, batch):
+        """||d loss / d weights||^2 at `values`."""
+        _, grads = value_and_grad(lambda vals: self.loss_at(vals, batch), values)
+        return ops.sum(ops.stack([ops.sum(ops.square(g)) for g in grads if g is not None]))
+
+    def sharpness(self, values, batch, directions):
+        """Mean loss increase when the weights move by rho * ||W|| along fixed random unit
+        directions: lower is flatter."""
+        base = self.loss_at(values, batch)
+        increases = []
+        for direction in directions:
+            moved = [v + d for v, d in zip(values, direction)]
+            increases.append(self.loss_at(moved, batch) - base)
+        return ops.mean(ops.stack(increases))
+
+    def _directions(self):
+        weights_norm = np.sqrt(sum(float(np.sum(np.square(ops.convert_to_numpy(v))))
+                                   for v in self.variables))
+        directions = []
+        for _ in range(self.perturbations):
+            noise = [self._rng.standard_normal(tuple(v.shape)) for v in self.variables]
+            scale = self.rho * weights_norm / np.sqrt(sum(np.sum(n**2) for n in noise))
+            directions.append([ops.convert_to_tensor((scale * n).astype("float32"))
+                               for n in noise])
+        return directions
+
+    def _context(self, batch):
+        """Pre-activations each GL action needs, at the current weights on the batch."""
+        if self.group != "gl":
+            return None
+        context, h = {}, ops.convert_to_tensor(batch[0])
+        firsts = {id(a.first): a for a in self.actions}
+        for layer in self.model.layers:
+            if id(layer) in firsts:
+                context[id(firsts[id(layer)])] = ops.matmul(
+                    ops.reshape(h, (ops.shape(h)[0], -1)), layer.kernel.value) + layer.bias.value
+            h = layer(h)
+        return context
+
+    def score(self, values, batch, directions=None):
+        if self.objective == "grad_norm":
+            return self.grad_norm(values, batch)
+        return self.sharpness(values, batch, directions)
+
+    def teleport(self, batch, steps=10, lr=0.1):
+        """Move the model's weights to the best orbit point found; returns a record of the
+        objective and the loss before and after."""
+        batch = tuple(ops.convert_to_tensor(b) if b is not None else None for b in batch)
+        context = self._context(batch)
+        directions = self._directions() if self.objective != "grad_norm" else None
+        sign = -1.0 if self.objective == "sharpness_min" else 1.0  # ascend on sign*score
+
+        def objective(params):
+            return sign * self.score(self.transformed(params, context), batch, directions)
+
+        params = [a.identity() for a in self.actions]
+        best_value, best_params, start_value = None, params, None
+        for step in range(steps + 1):
+            value, grads = value_and_grad(objective, params)
+            # a pair the loss does not reach (e.g. a GIM module not being trained) stays put
+            grads = [ops.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+            value = float(ops.convert_to_numpy(value))
+            if start_value is None:
+                start_value = value
+            if best_value is None or value > best_value:
+                best_value, best_params = value, params
+            if step == steps:
+                break
+            norm = np.sqrt(sum(float(ops.convert_to_numpy(ops.sum(ops.square(g))))
+                               for g in grads))
+            if not np.isfinite(norm) or norm == 0:
+                break
+            params = [p + (lr / norm) * g for p, g in zip(params, grads)]
+
+        before_values = [v.value for v in self.variables]
+        loss_before = float(ops.convert_to_numpy(self.loss_at(before_values, batch)))
+        new_values = self.transformed(best_params, context)
+        loss_after = float(ops.convert_to_numpy(self.loss_at(new_values, batch)))
+        for variable, value in zip(self.variables, new_values):
+            variable.assign(value)
+        return {"objective": self.objective, "group": self.group,
+                "before": sign * start_value, "after": sign * best_value,
+                "loss_before": loss_before, "loss_after": loss_after}

@@ -1,0 +1,51 @@
+"""The digits transfer task and a tiny fine-tuning run of a bundled encoder with RIFLE."""
+
+import json
+
+import numpy as np
+import pytest
+
+from gim_zoo import report
+from gim_zoo.data.digits import digits_split
+from gim_zoo.finetuning import FinetuneConfig, finetune
+
+
+def test_digits_split_fixed_test_half_and_seeded_labels():
+    tx0, ty0, ex0, ey0 = digits_split(5, seed=0)
+    tx1, ty1, ex1, ey1 = digits_split(5, seed=1)
+    assert tx0.shape == (50, 28, 28, 1) and ex0.shape[1:] == (28, 28, 1)
+    assert np.array_equal(ex0, ex1) and np.array_equal(ey0, ey1)  # the test set never moves
+    assert not np.array_equal(tx0, tx1)
+    assert np.bincount(ty0).tolist() == [5] * 10
+    assert 0 <= tx0.min() and tx0.max() <= 255 and tx0.max() > 200
+    test_rows = {x.tobytes() for x in ex0}
+    assert not any(x.tobytes() in test_rows for x in digits_split(0, seed=0)[0])
+    with pytest.raises(ValueError, match="more than"):
+        digits_split(500, seed=0)
+
+
+def test_finetune_with_rifle_records_reinits_and_module_movement(tmp_path):
+    config = FinetuneConfig(labels_per_class=2, epochs=3, batch_size=10, rifle_times=1,
+                            out_dir=str(tmp_path / "run"), verbose=0)
+    m = finetune(config)
+    assert m["variant"] == "rifle1"
+    assert [r["after_epoch"] for r in m["rifle_reinits"]] == [2]
+    assert m["optimizer_steps"] == 3 * 2
+    assert m["train_examples"] == 20 and m["test_examples"] > 800
+    assert len(m["module_distance"]) == 3 and all(d > 0 for d in m["module_distance"])
+    assert 0.0 <= m["test_accuracy"] <= 1.0
+    history = (tmp_path / "run" / "history.csv").read_text()
+    assert "module3_distance" in history and "rifle_reinits" in history
+    assert any((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
+    again = finetune(config)  # finished: returns the saved metrics without training
+    assert again == json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+    results = report.finetune_results([tmp_path / "run"])
+    table = report.finetune_table(results)
+    assert "| rifle1 | 0 |" in table
+    assert report.plot_finetune(results, tmp_path / "rifle.png").stat().st_size > 1000
+
+
+def test_finetune_refuses_a_non_fashion_mnist_encoder(tmp_path):
+    with pytest.raises(ValueError, match="28x28"):
+        finetune(FinetuneConfig(model="gim-stl10-resnet", out_dir=str(tmp_path / "x")))

@@ -1,0 +1,140 @@
+"""RIFLE: the plan, what a re-initialisation touches, and that the schedule is untouched."""
+
+import keras
+import numpy as np
+import pytest
+
+from gim_zoo.callbacks.rifle import RIFLE, rifle_epochs
+
+
+def test_plan_is_evenly_spaced_and_refuses_the_last_epochs():
+    assert rifle_epochs(60, 1) == [30]
+    assert rifle_epochs(60, 3) == [15, 30, 45]
+    assert rifle_epochs(8, 3) == [2, 4, 6]
+    assert rifle_epochs(10, 0) == []
+    with pytest.raises(ValueError, match="last 3 epoch"):
+        rifle_epochs(10, 3, quiet_epochs=3)  # the third re-init, after epoch 8, is too late
+    with pytest.raises(ValueError, match="do not fit"):
+        rifle_epochs(3, 5)
+
+
+def mlp(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((6,)),
+        keras.layers.Dense(16, activation="relu", name="backbone1"),
+        keras.layers.Dense(16, activation="relu", name="backbone2"),
+        keras.layers.Dense(3, activation="softmax", name="head"),
+    ])
+
+
+def data(n=64):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 6)).astype("float32")
+    return x, (x[:, 0] > 0).astype("int32") + (x[:, 1] > 0).astype("int32")
+
+
+class Snapshots(keras.callbacks.Callback):
+    """All weights at each epoch end (placed before or after RIFLE in the callback list)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append({v.path: keras.ops.convert_to_numpy(v) for v in self.model.weights})
+
+
+class LearningRates(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+def compiled(model, steps):
+    schedule = keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=steps)
+    model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy")
+    return model
+
+
+def test_reinits_at_planned_epochs_touch_only_the_head_in_a_plain_keras_model():
+    x, y = data()
+    epochs, batch = 8, 16
+    model = compiled(mlp(), epochs * 4)
+    before, after = Snapshots(), Snapshots()
+    rifle = RIFLE("head", epochs, times=3, verbose=0)
+    model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0,
+              callbacks=[before, rifle, after])
+
+    assert [r["after_epoch"] for r in rifle.log] == [2, 4, 6]
+    assert [r["optimizer_step"] for r in rifle.log] == [8, 16, 24]
+    for epoch in range(epochs):
+        for path, value in before.weights[epoch].items():
+            changed = not np.array_equal(value, after.weights[epoch][path])
+            is_head = "/head/" in f"/{path}"
+            assert changed == (is_head and epoch + 1 in (2, 4, 6)), (epoch, path)
+    head_kernel = model.get_layer("head").kernel.path
+    # nothing in the last epochs: the head trained on after the last re-init
+    assert not np.array_equal(after.weights[5][head_kernel], after.weights[7][head_kernel])
+
+
+def test_head_is_redrawn_from_its_own_initializers_with_fresh_values():
+    model = keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(5, name="body"),
+        keras.layers.Dense(2, kernel_initializer="glorot_uniform", bias_initializer="ones",
+                           name="head"),
+    ])
+    for v in model.weights:
+        v.assign(np.full(v.shape, 7.0, "float32"))
+    rifle = RIFLE("head", 10, times=1, verbose=0)
+    rifle.set_model(model)
+    rifle.reinitialise()
+    head = model.get_layer("head")
+    first = keras.ops.convert_to_numpy(head.kernel)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(head.bias), np.ones(2))
+    limit = np.sqrt(6 / (5 + 2))  # Glorot uniform for a 5 -> 2 kernel
+    assert np.all(np.abs(first) <= limit) and not np.allclose(first, 7.0)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("body").kernel), 7.0)
+    rifle.reinitialise()
+    assert not np.array_equal(first, keras.ops.convert_to_numpy(head.kernel))  # a new draw each time
+
+
+def test_learning_rate_schedule_and_step_count_are_not_restarted():
+    x, y = data()
+    epochs = 6
+    rates = {}
+    for use_rifle in (False, True):
+        model = compiled(mlp(), epochs * 4)
+        lrs = LearningRates()
+        callbacks = [lrs] + ([RIFLE("head", epochs, times=2, verbose=0)] if use_rifle else [])
+        model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=callbacks)
+        rates[use_rifle] = lrs.rates
+        assert int(model.optimizer.iterations.numpy()) == epochs * 4
+    np.testing.assert_allclose(rates[True], rates[False], rtol=0, atol=0)
+    assert rates[True][0] > rates[True][-1]  # the schedule did decay
+
+
+def test_reset_optimizer_slots_zeroes_the_head_moments_only():
+    x, y = data()
+    model = compiled(mlp(), 100)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    rifle = RIFLE("head", 10, times=1, reset_optimizer_slots=True, verbose=0)
+    rifle.set_model(model)
+    rifle.reinitialise()
+    slots = {v.name: keras.ops.convert_to_numpy(v) for v in model.optimizer.variables}
+    head = [n for n in slots if "head_" in n]
+    body = [n for n in slots if "backbone" in n]
+    assert len(head) == 4 and body  # Adam: momentum and velocity of kernel and bias
+    assert all(not slots[n].any() for n in head)
+    assert all(slots[n].any() for n in body)
+
+
+def test_unknown_head_layer_names_the_model_layers():
+    rifle = RIFLE("classifier", 10, times=1, verbose=0)
+    rifle.set_model(mlp())
+    with pytest.raises(ValueError, match="'classifier' is not in model.*head"):
+        rifle.reinitialise()

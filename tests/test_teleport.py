@@ -1,0 +1,143 @@
+"""Symmetry teleportation: exact invariance, the objective improves, and it runs in fit."""
+
+import keras
+import numpy as np
+import pytest
+
+from gim_zoo.callbacks.teleport import SymmetryTeleport
+from gim_zoo.symmetry import Teleporter, rescalable_pairs
+
+
+def to_numpy(v):
+    return keras.ops.convert_to_numpy(v)
+
+
+def mlp(activation="relu", width=16, seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((8,)),
+        keras.layers.Dense(width, activation=activation, name="d1"),
+        keras.layers.Dense(width, name="d2"),
+        keras.layers.LeakyReLU(name="act2"),
+        keras.layers.Dense(3, name="out"),
+    ])
+    model.compile(keras.optimizers.Adam(1e-2),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def batch(n=12, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype("float32")
+    return x, (x[:, 0] > 0).astype("int32") + (x[:, 1] > 0).astype("int32")
+
+
+def relative_change(before, after):
+    return abs(after - before) / abs(before)
+
+
+def test_pairs_found_in_sequential_models_and_bottleneck_blocks():
+    assert [(a.name, b.name) for a, b in rescalable_pairs(mlp())] == [("d1", "d2"), ("d2", "out")]
+    from gim_zoo.models.resnet import PatchResNetEncoder
+
+    encoder = PatchResNetEncoder(stem_width=8, widths=(4, 8), blocks=(1, 1), strides=(1, 2))
+    names = [(a.name, b.name) for a, b in rescalable_pairs(encoder)]
+    assert names == [("reduce", "spatial"), ("spatial", "expand")] * 2
+    with pytest.raises(ValueError, match="no layer pairs"):
+        Teleporter(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+
+
+def test_rescaling_keeps_loss_and_function_and_raises_the_gradient_norm():
+    model = mlp()
+    x, y = batch()
+    other = np.random.default_rng(5).normal(size=(50, 8)).astype("float32")
+    outputs_before = to_numpy(model(other))
+    teleporter = Teleporter(model, group="rescale", objective="grad_norm")
+    weights_before = [to_numpy(v) for v in model.trainable_variables]
+    record = teleporter.teleport((x, y), steps=10, lr=0.3)
+    assert relative_change(record["loss_before"], record["loss_after"]) <= 1e-5
+    assert record["after"] > 1.05 * record["before"]
+    measured = float(to_numpy(teleporter.grad_norm([v.value for v in model.trainable_variables],
+                                                   (x, y))))
+    np.testing.assert_allclose(measured, record["after"], rtol=1e-4)
+    np.testing.assert_allclose(to_numpy(model(other)), outputs_before, rtol=1e-4, atol=1e-5)
+    assert any(not np.allclose(a, to_numpy(b))
+               for a, b in zip(weights_before, model.trainable_variables))
+
+
+def test_gl_action_exact_on_the_batch_within_its_condition():
+    model = mlp(activation="leaky_relu", width=16)
+    x, y = batch(n=16)  # batch == width: the largest exact case
+    record = Teleporter(model, group="gl", objective="grad_norm").teleport((x, y), steps=5,
+                                                                          lr=0.05)
+    assert relative_change(record["loss_before"], record["loss_after"]) <= 1e-4
+    assert record["after"] > record["before"]
+    with pytest.raises(ValueError, match="no larger than its width 16"):
+        Teleporter(mlp(activation="leaky_relu"), group="gl").teleport(batch(n=17), steps=1)
+
+
+def test_sharpness_objectives_move_the_right_way_at_the_same_loss():
+    x, y = batch()
+    for objective in ("sharpness_min", "sharpness_max"):
+        model = mlp()
+        record = Teleporter(model, objective=objective, rho=0.1).teleport((x, y), steps=8,
+                                                                         lr=0.3)
+        assert relative_change(record["loss_before"], record["loss_after"]) <= 1e-5
+        if objective == "sharpness_min":
+            assert record["after"] < record["before"]
+        else:
+            assert record["after"] > record["before"]
+
+
+def test_callback_teleports_inside_fit_at_planned_steps_and_resets_slots():
+    model = mlp()
+    x, y = batch(n=64)
+    teleport = SymmetryTeleport((x, y), at_steps=(0, 3), steps=4, lr=0.2, batch_size=16,
+                                verbose=0)
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[teleport])
+    assert [r["step"] for r in teleport.log] == [0, 3]
+    assert all(r["after"] >= r["before"] for r in teleport.log)
+    assert history.history["teleports"] == [2.0, 2.0]
+    assert np.isfinite(history.history["loss"]).all()
+    # a teleport now zeroes the slots of the teleported kernels (Adam moments)
+    teleport.teleport_now()
+    slots = {s.name: to_numpy(s) for s in model.optimizer.variables}
+    name = model.get_layer("d1").kernel.path.replace("/", "_")
+    assert not slots[f"{name}_momentum"].any() and not slots[f"{name}_velocity"].any()
+
+
+def test_gim_module_teleported_under_its_own_infonce_loss():
+    from gim_zoo.models.gim import GreedyInfoMax
+    from gim_zoo.models.resnet import PatchResNetEncoder
+
+    keras.utils.set_random_seed(0)
+    encoder = PatchResNetEncoder(stem_width=8, widths=(4, 8), blocks=(1, 1), strides=(1, 2))
+    model = GreedyInfoMax(encoder, prediction_steps=2, negatives=4, seed=0)
+    images = np.random.default_rng(0).uniform(0, 255, (4, 28, 28, 1)).astype("float32")
+    grid_before = to_numpy(encoder(images))
+    record = Teleporter(model).teleport((images, None), steps=6, lr=0.3)
+    assert relative_change(record["loss_before"], record["loss_after"]) <= 1e-5
+    assert record["after"] > record["before"]
+    np.testing.assert_allclose(to_numpy(encoder(images)), grid_before, rtol=1e-4, atol=1e-5)
+
+
+def test_experiment_runs_both_arms_from_the_same_start(tmp_path):
+    from gim_zoo import report
+    from gim_zoo.teleporting import TeleportConfig, run_teleport_experiment
+
+    runs = {}
+    for on in (True, False):
+        config = TeleportConfig(teleport=on, train_examples=256, epochs=1, batch_size=64,
+                                at_steps="0,2", eval_every=2, target_loss=5.0,
+                                out_dir=str(tmp_path / f"run-{on}"), verbose=0)
+        runs[on] = run_teleport_experiment(config)
+    on, off = runs[True], runs[False]
+    assert on["curve"][0] == off["curve"][0]  # same initial weights, loss on the same data
+    assert [r["step"] for r in on["teleports"]] == [0, 2] and off["teleports"] == []
+    assert all(abs(r["loss_after"] - r["loss_before"]) <= 1e-3 * r["loss_before"]
+               for r in on["teleports"])
+    assert on["steps_to_target"] == 0 and 0 <= on["test_accuracy"] <= 1
+    assert [s for s, _ in on["curve"]] == [0, 2, 4]
+    results = report.teleport_results([tmp_path / "run-True", tmp_path / "run-False"])
+    assert "| mlp | sgd | yes (slots reset) | 1 |" in report.teleport_table(results)
+    assert report.plot_teleport(results, tmp_path / "t.png").stat().st_size > 1000

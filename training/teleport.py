@@ -1,0 +1,27 @@
+"""Train an MLP (or a GIM module) on Fashion-MNIST with or without symmetry teleportation.
+
+    python training/teleport.py --optimizer=sgd --teleport --seed=0
+    python training/teleport.py --optimizer=sgd --noteleport --seed=0     # the baseline
+    bash training/teleport_results.sh                                     # the README table
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from gim_zoo.flags import run_script  # noqa: E402
+from gim_zoo.teleporting import TeleportConfig, run_teleport_experiment  # noqa: E402
+
+
+def show(m):
+    target = m["steps_to_target"]
+    reached = f"step {target}" if target is not None else "never"
+    accuracy = f", test top-1 {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""
+    gains = ", ".join(f"{r['before']:.3g}->{r['after']:.3g}" for r in m["teleports"])
+    print(f"{m['model']} {m['optimizer']} teleport={m['teleport']} seed {m['seed']}: training "
+          f"loss <= {m['target_loss']} at {reached}; final {m['final_subset_loss']:.4f}"
+          f"{accuracy}; {m['seconds']:.0f} s" + (f"; grad norm^2 {gains}" if gains else ""))
+
+
+if __name__ == "__main__":
+    run_script(TeleportConfig, run_teleport_experiment, show)
