@@ -137,7 +137,9 @@ class DataDependentGL:
         self.first, self.second = first, second
         self.width = int(first.kernel.shape[-1])
         self.activation = first.activation
-        self.variables = [first.kernel, first.bias, second.kernel]
+        self.bias = first.bias if first.use_bias else None
+        self.variables = [first.kernel, second.kernel] + ([self.bias] if self.bias is not None
+                                                          else [])
 
     def identity(self):
         return ops.zeros((self.width, self.width))
@@ -150,9 +152,11 @@ class DataDependentGL:
                 f"batch no larger than its width {self.width}; got {z.shape[0]} examples "
                 "(use a smaller teleport batch, or group='rescale')")
         g_t = ops.transpose(ops.eye(self.width) + t)
-        k1, b1, k2 = (id(v) for v in self.variables)
+        k1, k2 = id(self.first.kernel), id(self.second.kernel)
         values[k1] = ops.matmul(values[k1], g_t)
-        values[b1] = ops.matmul(ops.expand_dims(values[b1], 0), g_t)[0]
+        if self.bias is not None:
+            b1 = id(self.bias)
+            values[b1] = ops.matmul(ops.expand_dims(values[b1], 0), g_t)[0]
         new = self.activation(ops.matmul(z, g_t))  # (B, n), full row rank for B <= n
         old = self.activation(z)
         # The smallest change to W2 with new W2' = old W2 on the batch:
@@ -265,8 +269,8 @@ class Teleporter:
         firsts = {id(a.first): a for a in self.actions}
         for layer in self.model.layers:
             if id(layer) in firsts:
-                context[id(firsts[id(layer)])] = ops.matmul(
-                    ops.reshape(h, (ops.shape(h)[0], -1)), layer.kernel.value) + layer.bias.value
+                z = ops.matmul(ops.reshape(h, (ops.shape(h)[0], -1)), layer.kernel.value)
+                context[id(firsts[id(layer)])] = z + layer.bias.value if layer.use_bias else z
             h = layer(h)
         return context
 
