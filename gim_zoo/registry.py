@@ -28,10 +28,24 @@ STL10_ENCODER = dict(
     stem_width=64, stem_kernel=5, widths=(64, 128, 256), blocks=(3, 4, 6), strides=(1, 2, 2),
     expansion=4,
 )
+SPEECH_ENCODER = dict(
+    # The paper's strides and kernels (one frame per 160 samples = 10 ms at 16 kHz) and its
+    # 20,480-sample crops; 128 channels and a 128-unit GRU instead of 512 / 256, to train
+    # on 2 CPU cores.
+    kernels=(10, 8, 4, 4, 4), strides=(5, 4, 2, 2, 2), channels=128, gru_units=128,
+    crop_samples=20480,
+)
+AUDIO_DATASETS = ("espeak_speech",)
 GIM_OBJECTIVE = dict(prediction_steps=5, negatives=16, skip=1, isolate=True,
                      loss_modules="all", autoregressor=False)
 CPC_OBJECTIVE = dict(prediction_steps=5, negatives=16, skip=1, isolate=False,
                      loss_modules="last", autoregressor=True)
+# Audio (the paper's): predict 1..12 frames ahead (no skip) against 10 negatives. The
+# encoder's last module is the GRU, so CPC needs no extra autoregressor.
+AUDIO_GIM_OBJECTIVE = dict(prediction_steps=12, negatives=10, skip=0, isolate=True,
+                           loss_modules="all", autoregressor=False)
+AUDIO_CPC_OBJECTIVE = dict(prediction_steps=12, negatives=10, skip=0, isolate=False,
+                           loss_modules="last", autoregressor=False)
 
 
 class UnknownModelError(KeyError):
@@ -75,9 +89,19 @@ class ModelSpec:
 
     @property
     def infonce(self):
+        if self.is_audio:
+            return {"gim": AUDIO_GIM_OBJECTIVE, "cpc": AUDIO_CPC_OBJECTIVE}.get(self.objective)
         return {"gim": GIM_OBJECTIVE, "cpc": CPC_OBJECTIVE}.get(self.objective)
 
+    @property
+    def is_audio(self):
+        return self.dataset in AUDIO_DATASETS
+
     def build_encoder(self, **overrides):
+        if self.is_audio:
+            from gim_zoo.models.audio import AudioEncoder
+
+            return AudioEncoder(**{**self.encoder, **overrides}, name="encoder")
         from gim_zoo.models.resnet import PatchResNetEncoder
 
         return PatchResNetEncoder(**{**self.encoder, **overrides}, name="encoder")
@@ -125,6 +149,14 @@ _SPECS = [
     ModelSpec("cpc-stl10-resnet", "cpc", "stl10", STL10_ENCODER,
               "End-to-end CPC baseline with the paper's configuration on STL-10.",
               epochs=300, probe_pool_to=1),
+    ModelSpec("gim-espeak-audio", "gim", "espeak_speech", SPEECH_ENCODER,
+              "Greedy InfoMax on raw audio: 5 strided Conv1D modules and a GRU module, each "
+              "with its own InfoNCE loss; trained on the synthetic espeak-ng corpus.",
+              epochs=60, batch_size=8),
+    ModelSpec("cpc-espeak-audio", "cpc", "espeak_speech", SPEECH_ENCODER,
+              "End-to-end CPC baseline on raw audio: the same conv + GRU encoder, one "
+              "InfoNCE loss on the GRU output; synthetic espeak-ng corpus.",
+              epochs=60, batch_size=8),
 ]
 MODELS = {spec.name: spec for spec in _SPECS}
 

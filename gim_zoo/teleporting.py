@@ -15,7 +15,6 @@ import dataclasses
 import time
 
 import keras
-import numpy as np
 from keras import ops
 
 from gim_zoo.callbacks.teleport import SymmetryTeleport

@@ -43,7 +43,8 @@ class TrainConfig:
                  "supervised-fmnist-resnet",
         "out_dir": "run directory (created; re-running the same command resumes it)",
         "train_module": "train only this module (1-based); earlier modules run frozen",
-        "data_dir": "Fashion-MNIST IDX folder or tfds data dir",
+        "data_dir": "dataset folder: Fashion-MNIST IDX files or a tfds data dir; for audio "
+                    "models the speech corpus (default data/speech-corpus)",
         "widths": "comma-separated module widths overriding the registry's",
         "blocks": "comma-separated blocks per module overriding the registry's",
         "init_from": "start from this run directory's encoder weights (module-at-a-time: "
@@ -99,6 +100,8 @@ def train(config):
     keras.utils.set_random_seed(config.seed)
 
     supervised = spec.objective == "supervised"
+    if spec.is_audio:
+        return _train_audio(config, spec, run)
     # Self-supervised STL-10 trains on its 100k unlabelled images, as the paper.
     train_split = "unlabelled" if spec.dataset == "stl10" and not supervised else "train"
     train_images, train_labels = load_split(spec.dataset, train_split, config.data_dir)
@@ -125,6 +128,39 @@ def train(config):
 
     model = spec.build_model(config.encoder_overrides(), config.train_module or None,
                              seed=config.seed)
+    return _fit(config, spec, run, model, train_ds, val_ds, test_ds, _count(train_images))
+
+
+def _train_audio(config, spec, run):
+    """Self-supervised training on the speech corpus: random 20,480-sample crops."""
+    from gim_zoo.data.speech_corpus import DEFAULT_DIR, crops_dataset, load_split as speech
+
+    if spec.objective == "supervised":
+        raise ValueError("supervised audio models are not implemented")
+    corpus = config.data_dir or DEFAULT_DIR
+    crop = spec.encoder["crop_samples"]
+    audio, speakers, labels = speech(corpus, "train")
+    if config.max_examples:
+        audio, speakers, labels = (audio[: config.max_examples],
+                                   speakers[: config.max_examples],
+                                   labels[: config.max_examples])
+    test_audio, test_speakers, test_labels = speech(corpus, "test")
+
+    def waves(ds):
+        return ds.map(lambda wave, speaker, phones: wave)
+
+    train_ds = waves(crops_dataset(audio, speakers, labels, crop, batch_size=config.batch_size,
+                                   training=True, seed=config.seed))
+    test_ds = waves(crops_dataset(test_audio, test_speakers, test_labels, crop,
+                                  batch_size=config.batch_size, training=False))
+    model = spec.build_model(config.encoder_overrides(), config.train_module or None,
+                             seed=config.seed)
+    return _fit(config, spec, run, model, train_ds, test_ds, test_ds, len(audio))
+
+
+def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples):
+    """Compile, fit with resumable backups, write weights, metrics and the loss plot."""
+    supervised = spec.objective == "supervised"
     optimizer = keras.optimizers.Adam(config.learning_rate)
     if supervised:
         model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -167,7 +203,7 @@ def train(config):
         dataset=spec.dataset,
         seed=config.seed,
         epochs_completed=epochs_done,
-        train_examples=_count(train_images),
+        train_examples=train_examples,
         train_seconds=round(_history_seconds(run.history_path), 1),
         encoder_parameters=int(encoder.count_params()),
         final_train_logs=last or run.read_metrics().get("final_train_logs", {}),

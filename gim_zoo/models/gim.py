@@ -24,7 +24,8 @@ class GreedyInfoMax(keras.Model):
     """Self-supervised trainer around a modular encoder (e.g. PatchResNetEncoder).
 
     Args:
-      encoder: a model with `patches(images)`, `gim_modules` and `grid_pool`.
+      encoder: a model with `module_input(x)`, `gim_modules`, `module_grid(h, i)`, `grid`,
+        `output_channels` and `num_modules` (PatchResNetEncoder, AudioEncoder).
       prediction_steps, negatives, skip: InfoNCE settings (paper: 5, 16, 1).
       isolate: stop gradients between modules (GIM) or not (end-to-end).
       loss_modules: "all" (one InfoNCE per module) or "last" (CPC: one loss on top).
@@ -94,7 +95,7 @@ class GreedyInfoMax(keras.Model):
 
         Modules before `train_module` run here too; `train_step` keeps them off the tape.
         """
-        h = self.encoder.patches(images)
+        h = self.encoder.module_input(images)
         last = self.encoder.num_modules if self.train_module is None else self.train_module
         losses = {}
         for i, module in enumerate(self.encoder.gim_modules[:last]):
@@ -102,7 +103,7 @@ class GreedyInfoMax(keras.Model):
                 h = ops.stop_gradient(h)
             h = module(h, training=training)
             if i in self.loss_indices and (self.train_module is None or i == last - 1):
-                losses[i] = self._head_loss(i, self.encoder.grid_pool(h), negative_indices)
+                losses[i] = self._head_loss(i, self.encoder.module_grid(h, i), negative_indices)
         return losses
 
     def _head_loss(self, i, z, negative_indices):
@@ -124,7 +125,7 @@ class GreedyInfoMax(keras.Model):
 
     def _frozen_prefix(self, images):
         """Run modules before `train_module` without recording gradients."""
-        h = self.encoder.patches(images)
+        h = self.encoder.module_input(images)
         for module in self.encoder.gim_modules[: self.train_module - 1]:
             h = module(h, training=False)
         return ops.stop_gradient(h)
@@ -140,7 +141,7 @@ class GreedyInfoMax(keras.Model):
         h = self._frozen_prefix(images)  # outside the tape: no activations kept
         with tf.GradientTape() as tape:
             h = self.encoder.gim_modules[k](h, training=True)
-            losses = {k: self._head_loss(k, self.encoder.grid_pool(h), None)}
+            losses = {k: self._head_loss(k, self.encoder.module_grid(h, k), None)}
         return tape, losses[k], losses
 
     def train_step(self, data):

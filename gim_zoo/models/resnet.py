@@ -148,6 +148,14 @@ class PatchResNetEncoder(keras.Model):
             x = self.padding(x)
         return self.to_patches(x)
 
+    def module_input(self, images):
+        """What module 1 reads (GreedyInfoMax's encoder interface): the patches."""
+        return self.patches(images)
+
+    def module_grid(self, h, module_index):
+        """Module output -> the (B, G, G, C) grid its InfoNCE loss scores (any module)."""
+        return self.grid_pool(h)
+
     def module_outputs(self, images, upto=None, training=False):
         """Pooled (B, G, G, C_k) output of modules 1..upto (default all)."""
         h = self.patches(images)
