@@ -77,3 +77,19 @@ def test_splits_and_crops(corpus):
 def test_missing_corpus_names_the_command(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="make_speech_corpus.py --out_dir="):
         read_manifest(tmp_path / "nothing")
+
+
+def test_audio_probes_on_mfcc_and_a_random_encoder(corpus, tmp_path):
+    from gim_zoo.audio_probing import AudioProbeConfig, mfcc_features, probe_audio
+
+    assert mfcc_features(np.zeros((2, 3200), "float32")).shape == (2, 20, 13)
+    mfcc = probe_audio(AudioProbeConfig(features="mfcc", crop_samples=8000, steps=300,
+                                        data_dir=str(corpus), out_dir=str(tmp_path)))
+    assert mfcc["utterances_test"] == 3 and mfcc["phone_frames_test"] > 50
+    assert mfcc["synthetic_speech"] and (tmp_path / "audio-mfcc-seed0.json").exists()
+    # 3 speakers, clean synthetic voices: MFCC means tell them apart
+    assert mfcc["speaker_accuracy"] == 1.0
+    assert 1 / len(read_manifest(corpus)["phones"]) < mfcc["phone_accuracy"] <= 1.0
+    with pytest.raises(ValueError, match="not an audio model"):
+        probe_audio(AudioProbeConfig(model="gim-fmnist-resnet", data_dir=str(corpus),
+                                     out_dir=str(tmp_path)))

@@ -1,0 +1,133 @@
+"""Linear probes on audio features: per-frame phone and per-utterance speaker accuracy.
+
+What training/probe_audio.py runs. Every utterance of the speech corpus contributes its
+first 20,480-sample crop (1.28 s, 128 frames of 10 ms; shorter ones are zero-padded and
+their padded frames ignored). Features come from a frozen encoder module, or from the
+baselines: MFCCs (tf.signal: 25 ms windows, 10 ms hop, 40 mel bands, 13 coefficients,
+the classic speech front end) and a randomly initialised encoder. Phone probe: softmax
+regression from each frame's features to its phone; speaker probe: from the frames'
+mean. Both are trained on the train split and scored on the test split (each speaker's
+last fifth of sentences), with `fit_softmax` (standardised features, Adam).
+"""
+
+import dataclasses
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from gim_zoo import registry
+from gim_zoo.data.speech_corpus import DEFAULT_DIR, crops_dataset, load_split, read_manifest
+from gim_zoo.models.probe import fit_softmax
+from gim_zoo.runs import RunDirectory, atomic_write_json
+
+HOP = 160
+
+
+@dataclasses.dataclass
+class AudioProbeConfig:
+    run_dir: str = ""
+    features: str = "encoder"
+    model: str = "gim-espeak-audio"
+    module: int = 0
+    crop_samples: int = 20480
+    steps: int = 3000
+    seed: int = 0
+    data_dir: str = ""
+    out_dir: str = ""
+
+    HELP = {
+        "run_dir": "a train.py run directory of an audio model (its encoder is probed)",
+        "features": "encoder (the run's, or --model's random init without --run_dir) or mfcc",
+        "model": "registry audio model, for a random-init encoder (no --run_dir)",
+        "module": "which module's output to probe (1-based); 0: the last (the GRU)",
+        "steps": "Adam steps of each softmax probe",
+        "data_dir": "the speech corpus (default data/speech-corpus)",
+        "out_dir": "where the result JSON goes (default: RUN_DIR/probes or runs/audio-probes)",
+    }
+
+
+def mfcc_features(waves):
+    """(B, samples) -> (B, samples // 160, 13) MFCCs, one frame per 10 ms like the encoder."""
+    import tensorflow as tf
+
+    stft = tf.signal.stft(waves, frame_length=400, frame_step=HOP, fft_length=512,
+                          pad_end=True)
+    power = tf.abs(stft) ** 2
+    mel = tf.signal.linear_to_mel_weight_matrix(40, stft.shape[-1], 16000, 20.0, 8000.0)
+    log_mel = tf.math.log(tf.tensordot(power, mel, 1) + 1e-6)
+    mfcc = tf.signal.mfccs_from_log_mel_spectrograms(log_mel)[..., :13]
+    return mfcc[:, : waves.shape[1] // HOP].numpy()
+
+
+def encode(features_of, corpus, split, crop_samples):
+    """(frame features (N, frames, C), phone labels (N, frames), speakers (N,))."""
+    audio, speakers, labels = load_split(corpus, split, HOP)
+    feats, phones = [], []
+    for wave, _, phone in crops_dataset(audio, speakers, labels, crop_samples,
+                                        batch_size=16, training=False):
+        feats.append(np.asarray(features_of(wave)))
+        phones.append(phone.numpy())
+    return np.concatenate(feats), np.concatenate(phones), speakers
+
+
+def probe_features(train, test, num_phones, num_speakers, steps, seed):
+    """{phone_accuracy, speaker_accuracy} of softmax probes on (features, phones, speakers)."""
+    results = {}
+    (x, p, s), (xt, pt, st) = train, test
+    keep, keep_t = p.reshape(-1) >= 0, pt.reshape(-1) >= 0
+    frames, frames_t = x.reshape(-1, x.shape[-1])[keep], xt.reshape(-1, xt.shape[-1])[keep_t]
+    (kernel, bias), _ = fit_softmax(frames, p.reshape(-1)[keep], num_phones, steps,
+                                    seed=seed)
+    results["phone_accuracy"] = float(np.mean(
+        np.argmax(frames_t @ kernel + bias, -1) == pt.reshape(-1)[keep_t]))
+    (kernel, bias), _ = fit_softmax(x.mean(1), s, num_speakers, steps, seed=seed)
+    results["speaker_accuracy"] = float(np.mean(np.argmax(xt.mean(1) @ kernel + bias, -1) == st))
+    results.update(phone_frames_train=int(keep.sum()), phone_frames_test=int(keep_t.sum()),
+                   utterances_train=len(s), utterances_test=len(st))
+    return results
+
+
+def probe_audio(config):
+    """Probe one feature source; writes and returns the result."""
+    corpus = config.data_dir or DEFAULT_DIR
+    manifest = read_manifest(corpus)
+    if config.features == "mfcc":
+        source, features_of = "mfcc", mfcc_features
+        out_dir = Path(config.out_dir or "runs/audio-probes")
+        module = None
+    elif config.features == "encoder":
+        encoder, source, out_dir = _encoder(config)
+        module = config.module or encoder.num_modules
+        model = encoder.feature_model(module, samples=config.crop_samples)
+        features_of = lambda w: model(w, training=False)  # noqa: E731
+    else:
+        raise ValueError(f"features must be 'encoder' or 'mfcc', got {config.features!r}")
+    train = encode(features_of, corpus, "train", config.crop_samples)
+    test = encode(features_of, corpus, "test", config.crop_samples)
+    result = probe_features(train, test, len(manifest["phones"]), len(manifest["speakers"]),
+                            config.steps, config.seed)
+    result.update(source=source, module=module, synthetic_speech=True,
+                  feature_dim=int(train[0].shape[-1]), steps=config.steps, seed=config.seed)
+    name = f"{source}-module{module}" if module else source
+    path = out_dir / f"audio-{name}-seed{config.seed}.json"
+    atomic_write_json(path, result)
+    return {**result, "path": str(path)}
+
+
+def _encoder(config):
+    if not config.run_dir:
+        spec = registry.get(config.model)
+        if not spec.is_audio:
+            raise ValueError(f"{spec.name} is not an audio model")
+        keras.utils.set_random_seed(config.seed)
+        out = Path(config.out_dir or "runs/audio-probes")
+        return spec.build_encoder(), f"random-init-{spec.name}", out
+    run = RunDirectory(config.run_dir)
+    spec = registry.get(run.read_config()["model"])
+    if not run.encoder_weights_path.exists():
+        raise FileNotFoundError(f"{run.encoder_weights_path} does not exist: the run has not "
+                                "finished (re-run its train.py command to resume it)")
+    encoder = spec.build_encoder()
+    encoder.load_weights(run.encoder_weights_path)
+    return encoder, spec.name, Path(config.out_dir or run.path / "probes")

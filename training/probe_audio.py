@@ -1,0 +1,26 @@
+"""Phone (per frame) and speaker (per utterance) linear probes on the speech corpus.
+
+    python training/probe_audio.py --run_dir=runs/gim-espeak-audio-seed0        # GIM, GRU module
+    python training/probe_audio.py --run_dir=runs/gim-espeak-audio-seed0 --module=3
+    python training/probe_audio.py --features=mfcc                              # MFCC baseline
+    python training/probe_audio.py --model=gim-espeak-audio                     # random init
+The corpus is synthetic speech (espeak-ng): its numbers are not LibriSpeech numbers.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from gim_zoo.audio_probing import AudioProbeConfig, probe_audio  # noqa: E402
+from gim_zoo.flags import run_script  # noqa: E402
+
+
+def show(r):
+    where = f", module {r['module']}" if r["module"] else ""
+    print(f"{r['source']}{where} (synthetic speech): phone top-1 {r['phone_accuracy']:.4f} on "
+          f"{r['phone_frames_test']} frames, speaker top-1 {r['speaker_accuracy']:.4f} on "
+          f"{r['utterances_test']} utterances  [{r['path']}]")
+
+
+if __name__ == "__main__":
+    run_script(AudioProbeConfig, probe_audio, show)
