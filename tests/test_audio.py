@@ -82,3 +82,15 @@ def test_tiny_training_lowers_every_module_loss():
     after = {i: float(v) for i, v in model.module_losses(x, negative_indices=fixed).items()}
     assert len(before) == 6
     assert all(after[i] < before[i] for i in before), (before, after)
+
+
+def test_tflite_export_of_conv_and_gru_matches_keras(tmp_path):
+    from gim_zoo.exporting import TFLiteModel, export_tflite
+
+    encoder = tiny_encoder()
+    x = waves(batch=2)
+    want = keras.ops.convert_to_numpy(encoder.feature_model()(x))
+    path = export_tflite(encoder.export_model(), tmp_path / "audio.tflite")
+    got = TFLiteModel(path)(x)
+    assert got.shape == want.shape == (2, 10, 8)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

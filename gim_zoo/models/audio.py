@@ -26,7 +26,7 @@ class AudioEncoder(keras.Model):
     """Waveform (B, samples) in [-1, 1] -> (B, samples // hop, C) features; hop = 160."""
 
     def __init__(self, kernels=(10, 8, 4, 4, 4), strides=(5, 4, 2, 2, 2), channels=512,
-                 gru_units=256, crop_samples=20480, **kwargs):
+                 gru_units=256, crop_samples=20480, unroll_gru=False, **kwargs):
         super().__init__(**kwargs)
         if len(kernels) != len(strides):
             raise ValueError("kernels and strides need one entry per conv layer")
@@ -34,6 +34,7 @@ class AudioEncoder(keras.Model):
         self.channels, self.gru_units = int(channels), int(gru_units)
         self.hop = math.prod(self.strides)
         self.crop_samples = int(crop_samples)
+        self.unroll_gru = bool(unroll_gru)
         if self.crop_samples % self.hop:
             raise ValueError(f"crop_samples ({crop_samples}) must be a multiple of the total "
                              f"stride {self.hop}")
@@ -45,7 +46,8 @@ class AudioEncoder(keras.Model):
             for i, (k, s) in enumerate(zip(self.kernels, self.strides))
         ]
         self.gim_modules.append(keras.Sequential(
-            [layers.GRU(self.gru_units, return_sequences=True, name="gru")],
+            [layers.GRU(self.gru_units, return_sequences=True, unroll=self.unroll_gru,
+                        name="gru")],
             name=f"module{len(self.kernels) + 1}"))
         # modules i < last conv are pooled in time by the strides still to come
         self._pool = [math.prod(self.strides[i + 1:]) for i in range(len(self.strides))] + [1]
@@ -60,7 +62,8 @@ class AudioEncoder(keras.Model):
         return [self.channels] * len(self.kernels) + [self.gru_units]
 
     def build(self, input_shape):
-        shape = (None, None, 1)
+        # an unrolled GRU needs a static time axis; otherwise any length works
+        shape = (None, self.crop_samples if self.unroll_gru else None, 1)
         for module in self.gim_modules:
             module.build(shape)
             shape = module.compute_output_shape(shape)
@@ -108,7 +111,16 @@ class AudioEncoder(keras.Model):
         features = self.module_outputs(waveforms, upto=module)[-1]
         return keras.Model(waveforms, features, name=f"{self.name}_module{module}")
 
+    def export_model(self, module=None, samples=None):
+        """`feature_model` of a twin with the GRU unrolled over the fixed frame count: the
+        TFLite converter's builtin ops cannot express the GRU's while-loop (TensorList)."""
+        samples = samples or self.crop_samples
+        twin = AudioEncoder(**{**self.get_config(), "unroll_gru": True,
+                               "crop_samples": samples})
+        twin.set_weights(self.get_weights())
+        return twin.feature_model(module, samples)
+
     def get_config(self):
         return {**super().get_config(), "kernels": self.kernels, "strides": self.strides,
                 "channels": self.channels, "gru_units": self.gru_units,
-                "crop_samples": self.crop_samples}
+                "crop_samples": self.crop_samples, "unroll_gru": self.unroll_gru}
