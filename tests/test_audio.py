@@ -94,3 +94,18 @@ def test_tflite_export_of_conv_and_gru_matches_keras(tmp_path):
     got = TFLiteModel(path)(x)
     assert got.shape == want.shape == (2, 10, 8)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_gru_module_predicts_its_input_frames():
+    model = GreedyInfoMax(tiny_encoder(), prediction_steps=3, negatives=4, skip=0, seed=0)
+    head = model.heads[5]
+    x = 50 * waves()  # loud enough that the scores are not all ~0 at initialisation
+    encoder = model.encoder
+    conv5 = encoder.module_outputs(x, upto=5)[-1][:, :, None]
+    gru = encoder.module_outputs(x)[-1][:, :, None]
+    fixed = [np.random.default_rng(k).integers(0, 4 * (10 - k), size=(4, 10 - k, 1, 4))
+             for k in range(1, 4)]
+    want = float(head(gru, conv5, negative_indices=fixed))
+    got = float(model.module_losses(x, negative_indices=fixed)[5])
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert not np.isclose(got, float(head(gru, gru, negative_indices=fixed)))

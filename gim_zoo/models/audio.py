@@ -4,7 +4,9 @@ The paper's audio model (Loewe et al., NeurIPS 2019, after CPC): five Conv1D lay
 (kernels 10, 8, 4, 4, 4; strides 5, 4, 2, 2, 2; 512 channels; ReLU) turn a 16 kHz
 waveform into one vector per 160 samples (10 ms), and a GRU (256 units) adds context.
 GIM makes every conv layer and the GRU a gradient-isolated module with its own InfoNCE
-loss (predicting 1..12 steps ahead against 10 negatives).
+loss (predicting 1..12 steps ahead against 10 negatives): a conv module predicts its own
+future outputs; the GRU, as CPC's context network, predicts the future frames of its
+input (conv 5's output) from its state (`autoregressive_modules`).
 
 Shapes fit the image code's InfoNCE: a module's output is scored as a (B, frames, 1, C)
 grid, time running down the rows. Every module is scored at the output frame rate
@@ -49,6 +51,8 @@ class AudioEncoder(keras.Model):
             [layers.GRU(self.gru_units, return_sequences=True, unroll=self.unroll_gru,
                         name="gru")],
             name=f"module{len(self.kernels) + 1}"))
+        # the GRU is CPC's context network: its loss predicts conv 5's frames (its input)
+        self.autoregressive_modules = (len(self.kernels),)
         # modules i < last conv are pooled in time by the strides still to come
         self._pool = [math.prod(self.strides[i + 1:]) for i in range(len(self.strides))] + [1]
         self.build((None, self.crop_samples))

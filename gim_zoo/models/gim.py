@@ -77,11 +77,23 @@ class GreedyInfoMax(keras.Model):
     def _build_heads(self):
         grid, channels = self.encoder.grid, self.encoder.output_channels
         for head, i in zip(self.heads, self.loss_indices):
-            shape = (None, grid, grid, channels[i])
-            head.build(shape, shape)
+            target = channels[i - 1] if i in self._autoregressive else channels[i]
+            head.build((None, grid, grid, channels[i]), (None, grid, grid, target))
         if self.context_net is not None:
             self.context_net.build((None, grid, grid, channels[-1]))
         self.built = True
+
+    @property
+    def _autoregressive(self):
+        """Modules that are context networks (the audio GRU): their loss predicts their
+        input, the previous module's output, from their own output, as CPC's c_t
+        predicts z_{t+k}. Every other module predicts its own output."""
+        return tuple(getattr(self.encoder, "autoregressive_modules", ()))
+
+    def _targets(self, i, module_input):
+        if i not in self._autoregressive:
+            return None
+        return self.encoder.module_grid(module_input, i - 1)
 
     @property
     def metrics(self):
@@ -101,16 +113,18 @@ class GreedyInfoMax(keras.Model):
         for i, module in enumerate(self.encoder.gim_modules[:last]):
             if self.isolate and i > 0:
                 h = ops.stop_gradient(h)
-            h = module(h, training=training)
+            module_input, h = h, module(h, training=training)
             if i in self.loss_indices and (self.train_module is None or i == last - 1):
-                losses[i] = self._head_loss(i, self.encoder.module_grid(h, i), negative_indices)
+                losses[i] = self._head_loss(i, self.encoder.module_grid(h, i), negative_indices,
+                                            self._targets(i, module_input))
         return losses
 
-    def _head_loss(self, i, z, negative_indices):
+    def _head_loss(self, i, z, negative_indices, targets=None):
         head = self.heads[self.loss_indices.index(i)]
         context = z if self.context_net is None or i != self.encoder.num_modules - 1 \
             else self.context_net(z)
-        return head(context, z, negative_indices=negative_indices)
+        return head(context, z if targets is None else targets,
+                    negative_indices=negative_indices)
 
     def _trained_variables(self):
         if self.train_module is None:
@@ -139,9 +153,10 @@ class GreedyInfoMax(keras.Model):
             return tape, total, losses
         k = self.train_module - 1
         h = self._frozen_prefix(images)  # outside the tape: no activations kept
+        targets = self._targets(k, h)
         with tf.GradientTape() as tape:
             h = self.encoder.gim_modules[k](h, training=True)
-            losses = {k: self._head_loss(k, self.encoder.module_grid(h, k), None)}
+            losses = {k: self._head_loss(k, self.encoder.module_grid(h, k), None, targets)}
         return tape, losses[k], losses
 
     def train_step(self, data):
