@@ -319,3 +319,22 @@ def plot_teleport(results, out_path):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return save_figure(fig, out_path)
+
+
+def audio_table(result_paths):
+    """Markdown: phone and speaker probe accuracy per feature source (audio_probing JSONs)."""
+    rows = []
+    for path in result_paths:
+        r = json.loads(Path(path).read_text())
+        name = r["source"] + (f", module {r['module']}" if r.get("module") else "")
+        rows.append((name, r))
+    if not rows:
+        return ""
+    first = rows[0][1]
+    lines = [f"| features (synthetic speech) | dim | phone top-1 ({first['phone_frames_test']} "
+             f"test frames) | speaker top-1 ({first['utterances_test']} test utterances) |",
+             "|---|---:|---:|---:|"]
+    for name, r in rows:
+        lines.append(f"| {name} | {r['feature_dim']} | {100 * r['phone_accuracy']:.1f}% | "
+                     f"{100 * r['speaker_accuracy']:.1f}% |")
+    return "\n".join(lines)

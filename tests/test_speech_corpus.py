@@ -90,6 +90,9 @@ def test_audio_probes_on_mfcc_and_a_random_encoder(corpus, tmp_path):
     # 3 speakers, clean synthetic voices: MFCC means tell them apart
     assert mfcc["speaker_accuracy"] == 1.0
     assert 1 / len(read_manifest(corpus)["phones"]) < mfcc["phone_accuracy"] <= 1.0
+    from gim_zoo.report import audio_table
+
+    assert "| mfcc | 13 |" in audio_table([mfcc["path"]])
     with pytest.raises(ValueError, match="not an audio model"):
         probe_audio(AudioProbeConfig(model="gim-fmnist-resnet", data_dir=str(corpus),
                                      out_dir=str(tmp_path)))

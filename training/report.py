@@ -4,6 +4,7 @@
     python training/report.py --tickets="ticket=runs/lth/t-seed*,random re-init=runs/lth/r-seed*"
     python training/report.py --finetune="runs/finetune/gim-fmnist-resnet-*"
     python training/report.py --teleport="runs/teleport/*"
+    python training/report.py --audio="runs/*audio*/**/audio-*.json"
 """
 
 import glob
@@ -27,6 +28,9 @@ flags.DEFINE_string("teleport", "", "teleportation table and plot instead: a glo
                     "run directories of training/teleport.py")
 flags.DEFINE_string("teleport_out", "runs/teleport/teleport",
                     "where the teleportation table (.md) and plot (.png) go, no extension")
+flags.DEFINE_string("audio", "", "audio probe table instead: a glob over the JSON files of "
+                    "training/probe_audio.py (in the order given by the sources)")
+flags.DEFINE_string("audio_out", "runs/audio_probes.md", "where the audio probe table goes")
 flags.DEFINE_string("finetune_out", "runs/finetune/rifle",
                     "where the RIFLE table (.md) and plot (.png) go, without extension")
 
@@ -52,6 +56,15 @@ def main(argv):
         atomic_write_text(os.path.splitext(flags.FLAGS.tickets_out)[0] + ".md", table + "\n")
         print(table)
         print(report.plot_tickets(runs, flags.FLAGS.tickets_out))
+        return
+    if flags.FLAGS.audio:
+        paths = [p for pattern in flags.FLAGS.audio.split(",")
+                 for p in sorted(glob.glob(pattern, recursive=True))]
+        if not paths:
+            raise app.UsageError(f"no audio probe results match {flags.FLAGS.audio}")
+        table = report.audio_table(paths)
+        atomic_write_text(flags.FLAGS.audio_out, table + "\n")
+        print(table)
         return
     if flags.FLAGS.teleport:
         return table_and_plot(flags.FLAGS.teleport, flags.FLAGS.teleport_out, "teleport",
