@@ -15,9 +15,16 @@ def _export(args):
     from gim_zoo import registry
 
     weights = None if args.weights == "none" else args.weights
+    spec = registry.get(args.name)
     encoder = load(args.name, weights=weights)
-    pool_to = None if args.grid else (args.pool_to or registry.get(args.name).probe_pool_to)
-    model = encoder.feature_model(args.module or None, pool_to=pool_to)
+    if spec.is_audio:  # waveform crops in, per-frame features out; the GRU is unrolled
+        if args.format == "int8":
+            raise ValueError("int8 export of audio encoders is not implemented yet")
+        model = (encoder.export_model if args.format == "tflite" else
+                 encoder.feature_model)(args.module or None)
+    else:
+        pool_to = None if args.grid else (args.pool_to or spec.probe_pool_to)
+        model = encoder.feature_model(args.module or None, pool_to=pool_to)
     if args.format == "saved_model":
         path = export_saved_model(model, args.out)
     elif args.format == "tflite":
@@ -25,7 +32,7 @@ def _export(args):
     else:
         images, _ = load_split(registry.get(args.name).dataset, "train")
         path = export_tflite(model, args.out, quantize="int8", representative_images=images)
-    print(f"wrote {path} ({args.format}; images {model.input_shape} -> {model.output_shape})")
+    print(f"wrote {path} ({args.format}; {model.input_shape} -> {model.output_shape})")
 
 
 def _demo(args):
