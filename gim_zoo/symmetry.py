@@ -313,8 +313,13 @@ class Teleporter:
         loss_before = float(ops.convert_to_numpy(self.loss_at(before_values, batch)))
         new_values = self.transformed(best_params, context)
         loss_after = float(ops.convert_to_numpy(self.loss_at(new_values, batch)))
-        for variable, value in zip(self.variables, new_values):
-            variable.assign(value)
-        return {"objective": self.objective, "group": self.group,
-                "before": sign * start_value, "after": sign * best_value,
-                "loss_before": loss_before, "loss_after": loss_after}
+        # a safety net, not the symmetry's tolerance: refuse a move that changed the loss
+        # (a GL(n) solve gone bad, a layer pair the structure check got wrong)
+        applied = bool(np.isfinite(loss_after)
+                       and abs(loss_after - loss_before) <= 1e-3 * max(abs(loss_before), 1e-8))
+        if applied:
+            for variable, value in zip(self.variables, new_values):
+                variable.assign(value)
+        return {"objective": self.objective, "group": self.group, "applied": applied,
+                "before": sign * start_value, "after": sign * best_value if applied
+                else sign * start_value, "loss_before": loss_before, "loss_after": loss_after}

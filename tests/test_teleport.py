@@ -65,6 +65,19 @@ def test_rescaling_keeps_loss_and_function_and_raises_the_gradient_norm():
                for a, b in zip(weights_before, model.trainable_variables))
 
 
+def test_a_move_that_changes_the_loss_is_refused():
+    model = mlp()
+    x, y = batch()
+    teleporter = Teleporter(model)
+    teleporter.actions[0].apply = lambda values, t, context: values.update(
+        {id(teleporter.actions[0].second.kernel):
+         values[id(teleporter.actions[0].second.kernel)] * 2.0})  # not a symmetry
+    before = [to_numpy(v) for v in model.trainable_variables]
+    record = teleporter.teleport((x, y), steps=2)
+    assert not record["applied"] and record["loss_after"] != record["loss_before"]
+    assert all(np.array_equal(a, to_numpy(b)) for a, b in zip(before, model.trainable_variables))
+
+
 def test_gl_action_exact_on_the_batch_within_its_condition():
     model = mlp(activation="leaky_relu", width=16)
     x, y = batch(n=16)  # batch == width: the largest exact case

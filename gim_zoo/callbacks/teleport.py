@@ -59,7 +59,10 @@ class SymmetryTeleport(keras.callbacks.Callback):
             return
         record = {"step": step, **self.teleport_now()}
         self.log.append(record)
-        if self.verbose:
+        if self.verbose and not record["applied"]:
+            print(f"teleport at step {step} refused: the batch loss would change "
+                  f"{record['loss_before']:.5g} -> {record['loss_after']:.5g}", flush=True)
+        elif self.verbose:
             print(f"teleport at step {step}: {record['objective']} {record['before']:.4g} -> "
                   f"{record['after']:.4g} (batch loss {record['loss_before']:.5g} -> "
                   f"{record['loss_after']:.5g})", flush=True)
