@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from gim_zoo import registry
-from gim_zoo.callbacks.rifle import RIFLE
+from gim_zoo.callbacks.rifle import RIFLE, rifle_epochs
 from gim_zoo.data.digits import digits_split
 from gim_zoo.runs import EpochTimer, RunDirectory
 
@@ -120,6 +120,10 @@ def finetune(config):
     if spec.dataset != "fashion_mnist":
         raise ValueError(f"{spec.name} was trained on {spec.dataset}; the digits transfer "
                          "task needs a 28x28 grey-scale (Fashion-MNIST) encoder")
+    quiet = None if config.quiet_epochs < 0 else config.quiet_epochs
+    rifle_epochs(config.epochs, config.rifle_times, quiet)  # refuse a bad plan up front
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
     out = config.out_dir or f"runs/finetune/{spec.name}-{config.variant()}-seed{config.seed}"
     run = RunDirectory(out)
     run.prepare(dataclasses.asdict(config))
@@ -146,8 +150,7 @@ def finetune(config):
     callbacks = [tracker]
     rifle = None
     if config.rifle_times:
-        rifle = RIFLE("head", config.epochs, config.rifle_times,
-                      None if config.quiet_epochs < 0 else config.quiet_epochs,
+        rifle = RIFLE("head", config.epochs, config.rifle_times, quiet,
                       reset_optimizer_slots=config.reset_head_slots, seed=config.seed,
                       verbose=config.verbose)
         callbacks.insert(0, rifle)

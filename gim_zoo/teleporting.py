@@ -118,11 +118,33 @@ def steps_to_target(curve, target):
     return next((step for step, loss in curve if loss <= target), None)
 
 
-def run_teleport_experiment(config):
-    """Train one configuration; returns (and writes) its metrics."""
+def _check(config):
+    from gim_zoo import registry
+    from gim_zoo.symmetry import OBJECTIVES
+
     if config.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got "
                          f"{config.optimizer!r}")
+    if config.objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {config.objective!r}")
+    if config.group not in ("rescale", "gl"):
+        raise ValueError(f"group must be 'rescale' or 'gl', got {config.group!r}")
+    if config.optimizer_state not in ("reset", "keep"):
+        raise ValueError(f"optimizer_state must be 'reset' or 'keep', got "
+                         f"{config.optimizer_state!r}")
+    if config.group == "gl" and config.teleport_batch > config.width:
+        raise ValueError(f"GL(n) teleports are exact only for teleport_batch <= width "
+                         f"({config.width}); got {config.teleport_batch}")
+    if config.model != "mlp":
+        spec = registry.get(config.model)
+        if spec.objective == "supervised" or spec.dataset != "fashion_mnist":
+            raise ValueError(f"--model must be mlp or a Fashion-MNIST gim/cpc encoder, got "
+                             f"{spec.name}")
+
+
+def run_teleport_experiment(config):
+    """Train one configuration; returns (and writes) its metrics."""
+    _check(config)  # before the run directory exists: a typo must not leave one behind
     arm = "plain" if not config.teleport else \
         "teleport" if config.optimizer_state == "reset" else "teleport-keep"
     name = f"{config.model}-{config.optimizer}-{arm}"
@@ -189,9 +211,6 @@ def _gim_module1(config, train_x, optimizer):
     from gim_zoo import registry
 
     spec = registry.get(config.model)
-    if spec.objective == "supervised" or spec.dataset != "fashion_mnist":
-        raise ValueError(f"--model must be mlp or a Fashion-MNIST gim/cpc encoder, got "
-                         f"{spec.name}")
     keras.utils.set_random_seed(config.seed)
     model = spec.build_model(train_module=1, seed=config.seed)
     model.compile(optimizer)

@@ -46,6 +46,12 @@ def test_finetune_with_rifle_records_reinits_and_module_movement(tmp_path):
     assert report.plot_finetune(results, tmp_path / "rifle.png").stat().st_size > 1000
 
 
-def test_finetune_refuses_a_non_fashion_mnist_encoder(tmp_path):
+def test_finetune_refuses_bad_settings_before_writing_anything(tmp_path):
     with pytest.raises(ValueError, match="28x28"):
         finetune(FinetuneConfig(model="gim-stl10-resnet", out_dir=str(tmp_path / "x")))
+    with pytest.raises(ValueError, match="last 3 epoch"):
+        finetune(FinetuneConfig(epochs=10, rifle_times=4, quiet_epochs=3,
+                                out_dir=str(tmp_path / "x")))
+    with pytest.raises(ValueError, match="dropout"):
+        finetune(FinetuneConfig(dropout=1.5, out_dir=str(tmp_path / "x")))
+    assert not (tmp_path / "x").exists()

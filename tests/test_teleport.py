@@ -154,3 +154,18 @@ def test_experiment_runs_both_arms_from_the_same_start(tmp_path):
     results = report.teleport_results([tmp_path / "run-True", tmp_path / "run-False"])
     assert "| mlp | sgd | yes (slots reset) | 1 |" in report.teleport_table(results)
     assert report.plot_teleport(results, tmp_path / "t.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"objective": "sharp"}, "objective must be one of"),
+    ({"group": "so3"}, "group must be"),
+    ({"optimizer": "rmsprop"}, "optimizer must be one of"),
+    ({"teleport_batch": 200}, "teleport_batch <= width"),
+    ({"model": "supervised-fmnist-resnet"}, "Fashion-MNIST gim/cpc"),
+])
+def test_experiment_refuses_bad_settings_before_writing_anything(tmp_path, bad, message):
+    from gim_zoo.teleporting import TeleportConfig, run_teleport_experiment
+
+    with pytest.raises(ValueError, match=message):
+        run_teleport_experiment(TeleportConfig(out_dir=str(tmp_path / "run"), **bad))
+    assert not (tmp_path / "run").exists()
