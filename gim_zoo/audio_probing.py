@@ -13,13 +13,11 @@ last fifth of sentences), with `fit_softmax` (standardised features, Adam).
 import dataclasses
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from gim_zoo import registry
 from gim_zoo.data.speech_corpus import DEFAULT_DIR, crops_dataset, load_split, read_manifest
 from gim_zoo.models.probe import fit_softmax
-from gim_zoo.runs import RunDirectory, atomic_write_json
+from gim_zoo.runs import atomic_write_json
 
 HOP = 160
 
@@ -43,7 +41,8 @@ class AudioProbeConfig:
         "module": "which module's output to probe (1-based); 0: the last (the GRU)",
         "steps": "Adam steps of each softmax probe",
         "data_dir": "the speech corpus (default data/speech-corpus)",
-        "out_dir": "where the result JSON goes (default: RUN_DIR/probes or runs/audio-probes)",
+        "out_dir": "where the result JSON goes (default: RUN_DIR/probes; random init: "
+                   "runs/random-init-<model>-seed<seed>; mfcc: runs/audio-probes)",
     }
 
 
@@ -116,18 +115,12 @@ def probe_audio(config):
 
 
 def _encoder(config):
-    if not config.run_dir:
-        spec = registry.get(config.model)
-        if not spec.is_audio:
-            raise ValueError(f"{spec.name} is not an audio model")
-        keras.utils.set_random_seed(config.seed)
-        out = Path(config.out_dir or "runs/audio-probes")
-        return spec.build_encoder(), f"random-init-{spec.name}", out
-    run = RunDirectory(config.run_dir)
-    spec = registry.get(run.read_config()["model"])
-    if not run.encoder_weights_path.exists():
-        raise FileNotFoundError(f"{run.encoder_weights_path} does not exist: the run has not "
-                                "finished (re-run its train.py command to resume it)")
-    encoder = spec.build_encoder()
-    encoder.load_weights(run.encoder_weights_path)
-    return encoder, spec.name, Path(config.out_dir or run.path / "probes")
+    """(encoder, source name, output folder), through the image probe's run loader."""
+    from gim_zoo.probing import ProbeConfig, load_encoder
+
+    encoder, spec, out_dir = load_encoder(ProbeConfig(
+        run_dir=config.run_dir, model=config.model, random_init=not config.run_dir,
+        seed=config.seed, out_dir=config.out_dir))
+    if not spec.is_audio:
+        raise ValueError(f"{spec.name} is not an audio model")
+    return encoder, ("random-init-" if not config.run_dir else "") + spec.name, out_dir

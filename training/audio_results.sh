@@ -19,4 +19,4 @@ $PY training/probe_audio.py --run_dir=runs/cpc-espeak-audio-seed0
 $PY training/probe_audio.py --model=gim-espeak-audio
 $PY training/probe_audio.py --features=mfcc
 $PY training/report.py --audio_out=runs/audio_probes.md \
-  --audio="runs/gim-espeak-audio-seed0/probes/audio-*.json,runs/cpc-espeak-audio-seed0/probes/audio-*.json,runs/audio-probes/audio-random-init-*.json,runs/audio-probes/audio-mfcc-*.json"
+  --audio="runs/gim-espeak-audio-seed0/probes/audio-*.json,runs/cpc-espeak-audio-seed0/probes/audio-*.json,runs/random-init-gim-espeak-audio-seed0/audio-*.json,runs/audio-probes/audio-mfcc-*.json"
