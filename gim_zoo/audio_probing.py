@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gim_zoo.data.speech_corpus import DEFAULT_DIR, crops_dataset, load_split, read_manifest
+from gim_zoo.data.speech_corpus import DEFAULT_DIR, crops_dataset, read_manifest
 from gim_zoo.models.probe import fit_softmax
 from gim_zoo.runs import atomic_write_json
+from gim_zoo.training import load_speech
 
 HOP = 160
 
@@ -32,6 +33,9 @@ class AudioProbeConfig:
     steps: int = 3000
     seed: int = 0
     data_dir: str = ""
+    dataset: str = "espeak_speech"
+    alignment_file: str = ""
+    max_utterances: int = 0
     out_dir: str = ""
 
     HELP = {
@@ -40,7 +44,13 @@ class AudioProbeConfig:
         "model": "registry audio model, for a random-init encoder (no --run_dir)",
         "module": "which module's output to probe (1-based); 0: the last (the GRU)",
         "steps": "Adam steps of each softmax probe",
-        "data_dir": "the speech corpus (default data/speech-corpus)",
+        "data_dir": "the speech corpus (default data/speech-corpus), or tfds' data dir "
+                    "for LibriSpeech",
+        "dataset": "espeak_speech (the synthetic corpus) or librispeech (train-clean-100 "
+                   "through tensorflow-datasets)",
+        "alignment_file": "LibriSpeech phone alignments: one line per utterance, its id "
+                          "then a phone class per 10 ms frame (CPC's format)",
+        "max_utterances": "LibriSpeech: probe on the first N utterances (0: all)",
         "out_dir": "where the result JSON goes (default: RUN_DIR/probes; random init: "
                    "runs/random-init-<model>-seed<seed>; mfcc: runs/audio-probes)",
     }
@@ -59,9 +69,10 @@ def mfcc_features(waves):
     return mfcc[:, : waves.shape[1] // HOP].numpy()
 
 
-def encode(features_of, corpus, split, crop_samples):
-    """(frame features (N, frames, C), phone labels (N, frames), speakers (N,))."""
-    audio, speakers, labels = load_split(corpus, split, HOP)
+def encode(features_of, data, crop_samples):
+    """(frame features (N, frames, C), phone labels (N, frames), speakers (N,)) of
+    (waveforms, speakers, labels)."""
+    audio, speakers, labels = data
     feats, phones = [], []
     for wave, _, phone in crops_dataset(audio, speakers, labels, crop_samples,
                                         batch_size=16, training=False):
@@ -89,8 +100,17 @@ def probe_features(train, test, num_phones, num_speakers, steps, seed):
 
 def probe_audio(config):
     """Probe one feature source; writes and returns the result."""
-    corpus = config.data_dir or DEFAULT_DIR
-    manifest = read_manifest(corpus)
+    data = {split: load_speech(config.dataset, split, config.data_dir,
+                               config.alignment_file or None, config.max_utterances or None)
+            for split in ("train", "test")}
+    if config.dataset == "espeak_speech":
+        manifest = read_manifest(config.data_dir or DEFAULT_DIR)
+        num_phones, num_speakers = len(manifest["phones"]), len(manifest["speakers"])
+    else:
+        num_phones = 1 + max(lab.max() for lab in data["train"][2] + data["test"][2])
+        num_speakers = 1 + int(data["train"][1].max())
+        if num_phones < 1:
+            raise ValueError("the phone probe needs --alignment_file for LibriSpeech")
     if config.features == "mfcc":
         source, features_of = "mfcc", mfcc_features
         out_dir = Path(config.out_dir or "runs/audio-probes")
@@ -102,11 +122,11 @@ def probe_audio(config):
         features_of = lambda w: model(w, training=False)  # noqa: E731
     else:
         raise ValueError(f"features must be 'encoder' or 'mfcc', got {config.features!r}")
-    train = encode(features_of, corpus, "train", config.crop_samples)
-    test = encode(features_of, corpus, "test", config.crop_samples)
-    result = probe_features(train, test, len(manifest["phones"]), len(manifest["speakers"]),
-                            config.steps, config.seed)
-    result.update(source=source, module=module, synthetic_speech=True,
+    train = encode(features_of, data["train"], config.crop_samples)
+    test = encode(features_of, data["test"], config.crop_samples)
+    result = probe_features(train, test, num_phones, num_speakers, config.steps, config.seed)
+    result.update(source=source, module=module, dataset=config.dataset,
+                  synthetic_speech=config.dataset == "espeak_speech",
                   feature_dim=int(train[0].shape[-1]), steps=config.steps, seed=config.seed)
     name = f"{source}-module{module}" if module else source
     path = out_dir / f"audio-{name}-seed{config.seed}.json"

@@ -10,7 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def _export(args):
     from gim_zoo.exporting import export_saved_model, export_tflite
-    from gim_zoo.training import load_split
+    from gim_zoo.packaging import representative_inputs
     from gim_zoo.zoo import load
     from gim_zoo import registry
 
@@ -18,10 +18,8 @@ def _export(args):
     spec = registry.get(args.name)
     encoder = load(args.name, weights=weights)
     if spec.is_audio:  # waveform crops in, per-frame features out; the GRU is unrolled
-        if args.format == "int8":
-            raise ValueError("int8 export of audio encoders is not implemented yet")
-        model = (encoder.export_model if args.format == "tflite" else
-                 encoder.feature_model)(args.module or None)
+        model = (encoder.feature_model if args.format == "saved_model" else
+                 encoder.export_model)(args.module or None)
     else:
         pool_to = None if args.grid else (args.pool_to or spec.probe_pool_to)
         model = encoder.feature_model(args.module or None, pool_to=pool_to)
@@ -30,8 +28,8 @@ def _export(args):
     elif args.format == "tflite":
         path = export_tflite(model, args.out)
     else:
-        images, _ = load_split(registry.get(args.name).dataset, "train")
-        path = export_tflite(model, args.out, quantize="int8", representative_images=images)
+        path = export_tflite(model, args.out, quantize="int8",
+                             representative_images=representative_inputs(spec))
     print(f"wrote {path} ({args.format}; {model.input_shape} -> {model.output_shape})")
 
 

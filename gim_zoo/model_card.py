@@ -93,8 +93,144 @@ def _grid(spec):
     return "one vector (global average, as the paper)" if k == 1 else f"a {k}x{k} grid"
 
 
+def _training_section(spec, training, ticket=None):
+    return [
+        "## Training",
+        "",
+        f"- command: `{training.get('command', spec.training_command())}`",
+        f"- seed: {training.get('seed')}, epochs{' per round' if ticket else ''}: "
+        f"{training.get('epochs')}, wall time{' of the round' if ticket else ''}: "
+        f"{training.get('train_seconds')} s on 2 CPU cores",
+        _score_line(training),
+        *([f"- note: {training['note']}"] if training.get("note") else []),
+        "",
+    ]
+
+
+FILES_SECTION = [
+    "## Files",
+    "",
+    "`config.json` (Keras-serialised encoder), `metadata.json` (versions, sha256 of every "
+    "file), `model.weights.h5`, `metrics.json`, `encoder.tflite`, `encoder_int8.tflite`.",
+    "",
+]
+AUDIO_DATASETS = {"espeak_speech": "synthetic speech (espeak-ng corpus of gim_zoo)",
+                  "librispeech": "LibriSpeech train-clean-100"}
+AUDIO_SOURCES = {
+    "espeak_speech": (
+        "**synthetic speech**: a deterministic corpus that Debian's espeak-ng speaks "
+        "(`python training/make_speech_corpus.py`; several voices as speakers, per-frame "
+        "phone labels from espeak-ng's phoneme events), on a 2-core CPU machine with no GPU "
+        "and no network. Not LibriSpeech, not the paper's model size (128 channels and a "
+        "128-unit GRU instead of 512 / 256): the numbers below are not comparable with the "
+        "paper's."),
+    "librispeech": "LibriSpeech train-clean-100 (tensorflow-datasets), with the phone "
+                   "alignments named in metrics.json.",
+}
+
+
+def audio_front_matter(spec, metrics):
+    lines = [
+        "---",
+        "library_name: keras",
+        f"license: {spec.license}",
+        "pipeline_tag: feature-extraction",
+        "tags:",
+        *[f"- {t}" for t in ("keras", "tensorflow", "tflite", "audio", "speech",
+                             "synthetic-data", "greedy-infomax", spec.objective, "gim_zoo")],
+        "model-index:",
+        f"- name: {spec.name}",
+        "  results:",
+    ]
+    probes = metrics.get("linear_probe", {})
+    probe = max(probes.values(), key=lambda p: p["module"]) if probes else None
+    for task, key in (("Phone classification per 10 ms frame", "phone_accuracy"),
+                      ("Speaker classification per utterance", "speaker_accuracy")):
+        if not probe:
+            break
+        where = f"module {probe['module']}"
+        lines += [
+            "  - task:",
+            "      type: audio-classification",
+            f"      name: {_yaml_str(f'{task}, linear probe on {where}')}",
+            "    dataset:",
+            f"      name: {_yaml_str(AUDIO_DATASETS[spec.dataset])}",
+            f"      type: {spec.dataset}",
+            "      split: test",
+            "    metrics:",
+            "    - type: accuracy",
+            f"      value: {round(probe[key], 4)}",
+            f"      name: {_yaml_str('top-1, frozen encoder, ' + where)}",
+        ]
+    lines.append("---")
+    return "\n".join(lines)
+
+
+def render_audio(spec, metrics):
+    """The card of an audio encoder: phone and speaker probes per module. A synthetic
+    corpus is said at the top, since its numbers are not LibriSpeech's."""
+    probes = metrics.get("linear_probe", {})
+    baseline = metrics.get("random_init_linear_probe", {})
+    table = ["| features | phone top-1 (per frame) | speaker top-1 (per utterance) |",
+             "|---|---:|---:|"]
+    for key, probe in sorted(probes.items(), key=lambda kv: kv[1]["module"]):
+        table.append(f"| {spec.name}, module {probe['module']} | "
+                     f"{100 * probe['phone_accuracy']:.1f}% | "
+                     f"{100 * probe['speaker_accuracy']:.1f}% |")
+    for key, probe in sorted(baseline.items(), key=lambda kv: kv[1]["module"]):
+        table.append(f"| random-init encoder, module {probe['module']} | "
+                     f"{100 * probe['phone_accuracy']:.1f}% | "
+                     f"{100 * probe['speaker_accuracy']:.1f}% |")
+    some = next(iter(probes.values()), {})
+    samples = spec.encoder["crop_samples"]
+    frames = samples // 160
+    return "\n".join([
+        audio_front_matter(spec, metrics),
+        "",
+        f"# {spec.name}",
+        "",
+        spec.summary,
+        "",
+        "Trained by gim_zoo's own command (below) on " + AUDIO_SOURCES[spec.dataset]
+        + " Paper: " + spec.paper,
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import gim_zoo",
+        f'encoder = gim_zoo.load("{spec.name}")   # 16 kHz waveforms (B, samples) in [-1, 1]',
+        "frames = encoder(waveforms)              # (B, samples // 160, C): one vector per 10 ms",
+        "conv5 = encoder.feature_model(module=5)(waveforms)   # any module's frames",
+        "```",
+        "",
+        f"`encoder.tflite` (fp32) and `encoder_int8.tflite` map one {samples:,}-sample crop "
+        f"(1, {samples}) to the GRU's per-frame features (1, {frames}, "
+        f"{spec.encoder['gru_units']}); the GRU is unrolled over the {frames} frames so the "
+        "file uses TFLite builtin ops only and runs on LiteRT (`ai_edge_litert`).",
+        "",
+        *_training_section(spec, metrics.get("training", {})),
+        *([
+            "## Linear-probe results ("
+            + ("synthetic speech" if spec.dataset == "espeak_speech" else "LibriSpeech") + ")",
+            "",
+            "Frozen encoder; first 1.28 s of every utterance; softmax regression from each "
+            "10 ms frame's features to its phone, and from the frames' mean to the speaker "
+            f"(`{metrics.get('probe_command', 'python training/probe_audio.py')}`); test "
+            "split = every speaker's last fifth of sentences "
+            f"({some.get('phone_frames_test', '?'):,} frames, "
+            f"{some.get('utterances_test', '?')} utterances).",
+            "",
+            *table,
+            "",
+        ] if probes else []),
+        *FILES_SECTION,
+    ])
+
+
 def render(spec, metrics):
     """The whole card: front matter, what the model is, how it was trained, its results."""
+    if spec.is_audio:
+        return render_audio(spec, metrics)
     dataset = DATASET_NAMES[spec.dataset]
     probes = metrics.get("linear_probe", {})
     baseline = metrics.get("random_init_linear_probe", {})
@@ -134,15 +270,7 @@ def render(spec, metrics):
         f"rectified features pooled to {_grid(spec)} (what the linear probe reads) and run "
         "on LiteRT (`ai_edge_litert`).",
         "",
-        "## Training",
-        "",
-        f"- command: `{training.get('command', spec.training_command())}`",
-        f"- seed: {training.get('seed')}, epochs{' per round' if ticket else ''}: "
-        f"{training.get('epochs')}, wall time{' of the round' if ticket else ''}: "
-        f"{training.get('train_seconds')} s on 2 CPU cores",
-        _score_line(training),
-        *([f"- note: {training['note']}"] if training.get("note") else []),
-        "",
+        *_training_section(spec, training, ticket),
         *(_ticket_section(ticket) if ticket else []),
         *([
             "## Linear-probe results",
@@ -156,10 +284,5 @@ def render(spec, metrics):
             *table,
             "",
         ] if probes else []),
-        "## Files",
-        "",
-        "`config.json` (Keras-serialised encoder), `metadata.json` (versions, sha256 of "
-        "every file), `model.weights.h5`, `metrics.json`, `encoder.tflite`, "
-        "`encoder_int8.tflite`.",
-        "",
+        *FILES_SECTION,
     ])

@@ -7,7 +7,7 @@
     metrics.json       training command, seed, wall time, measured metrics
     *.tflite           exported encoders
 
-Reading deserialises with Keras safe mode and accepts only the encoder class, so a
+Reading deserialises with Keras safe mode and accepts only the encoder classes, so a
 downloaded config cannot run arbitrary code.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import keras
 
-from gim_zoo.models import resnet  # noqa: F401  registers the encoder classes for loading
+from gim_zoo.models import audio, resnet  # noqa: F401  registers the encoder classes
 from gim_zoo.runs import atomic_write_json
 
-ENCODER_CLASS = "gim_zoo>PatchResNetEncoder"
+ENCODER_CLASSES = ("gim_zoo>PatchResNetEncoder", "gim_zoo>AudioEncoder")
 
 
 def write_model_folder(encoder, folder, name, extra_files=None):
@@ -75,10 +75,10 @@ def read_encoder(folder):
     """Build the encoder from config.json (safe mode) and load model.weights.h5."""
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
-    if config.get("registered_name") != ENCODER_CLASS:
+    if config.get("registered_name") not in ENCODER_CLASSES:
         raise ValueError(
             f"{folder / 'config.json'} describes {config.get('registered_name')!r}, not a "
-            f"gim_zoo encoder ({ENCODER_CLASS}); refusing to deserialise it")
+            f"gim_zoo encoder ({', '.join(ENCODER_CLASSES)}); refusing to deserialise it")
     encoder = keras.saving.deserialize_keras_object(config, safe_mode=True)
     load_weights_checked(encoder, folder / "model.weights.h5")
     return encoder

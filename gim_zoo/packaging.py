@@ -34,6 +34,8 @@ def read_probes(probes_dir, seed=0, module=3, pool_to=1):
     probes = {}
     for path in sorted(Path(probes_dir).glob(f"*-seed{seed}.json")):
         probe = json.loads(path.read_text())
+        if "labels_per_class" not in probe:  # an audio probe (probe_audio.py)
+            continue
         if probe["module"] == module and probe.get("pool_to", 1) == pool_to:
             probes[str(probe["labels_per_class"])] = {
                 k: probe[k] for k in ("test_accuracy", "train_examples", "test_examples",
@@ -78,6 +80,32 @@ def run_metrics(run_dir, seed=0, module=None, pool_to=1, note="", random_init_pr
     }
 
 
+def read_audio_probes(probes_dir, seed=0):
+    """{"moduleN": phone / speaker probe result} of the JSONs probe_audio.py wrote."""
+    probes = {}
+    for path in sorted(Path(probes_dir).glob(f"audio-*-module*-seed{seed}.json")):
+        probe = json.loads(path.read_text())
+        probes[f"module{probe['module']}"] = {
+            k: probe[k] for k in ("phone_accuracy", "speaker_accuracy", "phone_frames_test",
+                                  "utterances_test", "module", "feature_dim", "steps")}
+    return probes
+
+
+def audio_run_metrics(run_dir, seed=0, note="", random_init_probes=None):
+    """metrics.json of an audio model: training record plus phone / speaker probes (the
+    run's probes/ folder, and the random-init encoder's for comparison)."""
+    metrics = run_metrics(run_dir, seed, note=note)
+    metrics["training"]["dataset_note"] = (
+        "synthetic speech: the espeak-ng corpus of training/make_speech_corpus.py")
+    metrics["linear_probe"] = read_audio_probes(Path(run_dir) / "probes", seed)
+    if random_init_probes:
+        metrics["random_init_linear_probe"] = read_audio_probes(random_init_probes, seed)
+    else:
+        metrics.pop("random_init_linear_probe", None)
+    metrics["probe_command"] = "python training/probe_audio.py --run_dir=RUN --module=N"
+    return metrics
+
+
 def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None, note="",
                 random_init_probes=None):
     """Write the zoo folder for `name` from `run_dir`; returns the folder path."""
@@ -88,8 +116,11 @@ def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None, note=
         raise ValueError(f"{run_dir} trained {config.model!r}, not {name!r}")
     encoder = spec.build_encoder(**config.encoder_overrides())
     load_weights_checked(encoder, run.encoder_weights_path)
-    metrics = run_metrics(run_dir, config.seed, pool_to=spec.probe_pool_to, note=note,
-                          random_init_probes=random_init_probes)
+    if spec.is_audio:
+        metrics = audio_run_metrics(run_dir, config.seed, note, random_init_probes)
+    else:
+        metrics = run_metrics(run_dir, config.seed, pool_to=spec.probe_pool_to, note=note,
+                              random_init_probes=random_init_probes)
     return _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir)
 
 
@@ -153,14 +184,26 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
                              sparse=True)
 
 
+def representative_inputs(spec, data_dir=None, count=200):
+    """Training inputs that calibrate int8 export: images, or waveform crops for audio."""
+    if spec.is_audio:
+        from gim_zoo.data.speech_corpus import DEFAULT_DIR, first_crops
+
+        return first_crops(data_dir or DEFAULT_DIR, "train", spec.encoder["crop_samples"],
+                           count)
+    images, _ = load_split(spec.dataset, "train", data_dir)
+    return images[:count]
+
+
 def _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir, sparse=False):
     card = model_card.render(spec, metrics)
-    images, _ = load_split(spec.dataset, "train", data_dir)
-    features = encoder.feature_model(pool_to=spec.probe_pool_to)
+    # images: the probe's pooled grid; audio: per-frame features, GRU unrolled for TFLite
+    features = (encoder.export_model() if spec.is_audio
+                else encoder.feature_model(pool_to=spec.probe_pool_to))
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_tflite(features, Path(tmp) / "encoder.tflite", sparse=sparse)
         int8 = export_tflite(features, Path(tmp) / "encoder_int8.tflite", quantize="int8",
-                             representative_images=images[:200])
+                             representative_images=representative_inputs(spec, data_dir))
         folder = write_model_folder(encoder, folder or hub.BUNDLED_DIR / spec.name, spec.name, {
             "README.md": card,
             "metrics.json": json.dumps(metrics, indent=2, sort_keys=True) + "\n",

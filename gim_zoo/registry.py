@@ -35,7 +35,12 @@ SPEECH_ENCODER = dict(
     kernels=(10, 8, 4, 4, 4), strides=(5, 4, 2, 2, 2), channels=128, gru_units=128,
     crop_samples=20480,
 )
-AUDIO_DATASETS = ("espeak_speech",)
+PAPER_SPEECH_ENCODER = dict(
+    # The paper's audio model: 512 channels, a 256-unit GRU.
+    kernels=(10, 8, 4, 4, 4), strides=(5, 4, 2, 2, 2), channels=512, gru_units=256,
+    crop_samples=20480,
+)
+AUDIO_DATASETS = ("espeak_speech", "librispeech")
 GIM_OBJECTIVE = dict(prediction_steps=5, negatives=16, skip=1, isolate=True,
                      loss_modules="all", autoregressor=False)
 CPC_OBJECTIVE = dict(prediction_steps=5, negatives=16, skip=1, isolate=False,
@@ -106,8 +111,10 @@ class ModelSpec:
 
         return PatchResNetEncoder(**{**self.encoder, **overrides}, name="encoder")
 
-    def build_model(self, encoder_overrides=None, train_module=None, seed=None):
-        """The model train.py fits: GreedyInfoMax for gim/cpc, a Classifier for supervised."""
+    def build_model(self, encoder_overrides=None, train_module=None, seed=None,
+                    num_classes=None):
+        """The model train.py fits: GreedyInfoMax for gim/cpc; for supervised a Classifier
+        (images) or a per-frame phone classifier (audio; num_classes: the corpus's phones)."""
         from gim_zoo.models.gim import GreedyInfoMax
         from gim_zoo.models.probe import Classifier
 
@@ -115,7 +122,13 @@ class ModelSpec:
         if self.objective == "supervised":
             if train_module is not None:
                 raise ValueError("train_module applies to gim/cpc objectives, not supervised")
-            return Classifier(encoder, self.num_classes, frozen=False, name="supervised")
+            if self.is_audio:
+                from gim_zoo.models.frame_classifier import FrameClassifier
+
+                return FrameClassifier(encoder, num_classes or self.num_classes,
+                                       name="supervised")
+            return Classifier(encoder, num_classes or self.num_classes, frozen=False,
+                              name="supervised")
         return GreedyInfoMax(encoder, train_module=train_module, seed=seed,
                              name=self.objective, **self.infonce)
 
@@ -157,6 +170,14 @@ _SPECS = [
               "End-to-end CPC baseline on raw audio: the same conv + GRU encoder, one "
               "InfoNCE loss on the GRU output; synthetic espeak-ng corpus.",
               epochs=60, batch_size=8),
+    ModelSpec("gim-librispeech-audio", "gim", "librispeech", PAPER_SPEECH_ENCODER,
+              "Greedy InfoMax with the paper's audio configuration (512 channels, GRU 256) "
+              "on LibriSpeech train-clean-100 through tensorflow-datasets.",
+              epochs=1000, batch_size=8),
+    ModelSpec("supervised-espeak-audio", "supervised", "espeak_speech", SPEECH_ENCODER,
+              "Supervised audio baseline: the same conv + GRU encoder trained end-to-end to "
+              "classify the phone of every 10 ms frame; synthetic espeak-ng corpus.",
+              epochs=60, batch_size=8, learning_rate=1e-3),
 ]
 MODELS = {spec.name: spec for spec in _SPECS}
 

@@ -9,11 +9,14 @@ a different configuration (other than more epochs) is refused instead of silentl
 import json
 import math
 import os
+import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 # Keys that may change between invocations of the same run (they don't change the result).
 RESUMABLE_KEYS = ("epochs", "rounds", "verbose")
@@ -53,6 +56,35 @@ def atomic_save_weights(model, path):
         raise
 
 
+def save_weights_as_worker(model, path, chief=True, attrs=None):
+    """atomic_save_weights on the chief; elsewhere the same save into a scratch directory
+    that is deleted at once.
+
+    Under MultiWorkerMirroredStrategy reading some variables to save them is a collective
+    (a broadcast), so every worker must save; only the chief's copy is kept (TF's
+    multi-worker checkpointing does the same). attrs: root attributes added to the file
+    before it is renamed into place."""
+    scratch = None if chief else Path(tempfile.mkdtemp(prefix="gim-zoo-worker-"))
+    path = Path(path) if chief else scratch / Path(path).name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        model.save_weights(tmp)
+        if attrs:
+            import h5py
+
+            with h5py.File(tmp, "a") as f:
+                for key, value in attrs.items():
+                    f.attrs[key] = value
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
 def all_finite(logs):
     return all(math.isfinite(float(v)) for v in (logs or {}).values()
                if isinstance(v, (int, float)) or hasattr(v, "__float__"))
@@ -74,11 +106,12 @@ class RunDirectory:
         self.encoder_weights_path = self.path / "encoder.weights.h5"
         self.loss_plot_path = self.path / "loss_curves.png"
 
-    def prepare(self, config, defaults=None):
+    def prepare(self, config, defaults=None, write=True):
         """Create the directory or check that it belongs to the same configuration.
 
         defaults: values of settings that a run saved by an older version may lack (a
-        missing setting equal to its default is not a difference)."""
+        missing setting equal to its default is not a difference).
+        write: False only checks (a non-chief multi-worker process writes nothing)."""
         if self.config_path.exists():
             saved = {**(defaults or {}), **self.read_config()}
             differ = sorted(
@@ -91,6 +124,8 @@ class RunDirectory:
                     f"{self.path} holds a run with a different configuration ({details}). "
                     "Use another --out_dir, or delete that directory to start over."
                 )
+        if not write:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.config_path, config)
 
@@ -113,25 +148,115 @@ class RunDirectory:
         return (self.backup_dir / "latest.weights.h5").exists()
 
 
+# Attributes of the backup weights file: the epoch count and the seed generators' states
+# live in the same file as the weights, so one rename commits all three together.
+_EPOCH_ATTR = "gim_zoo_completed_epochs"
+_SEEDS_ATTR = "gim_zoo_seed_generators"
+
+
+def seed_generators(model):
+    """Every keras.random.SeedGenerator of `model` (e.g. the InfoNCE negative samplers),
+    in layer order. Keras's weights files leave their states out."""
+    found, seen = [], set()
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for generator in getattr(layer, "_seed_generators", []):
+            if id(generator) not in seen:
+                seen.add(id(generator))
+                found.append(generator)
+    return found
+
+
 class ResumableBackup(keras.callbacks.BackupAndRestore):
     """BackupAndRestore that writes atomically and never backs up a non-finite epoch.
 
     Keeps the backup after training (delete_checkpoint=False), so re-running a finished
     command is a no-op and asking for more epochs continues from the last one.
+
+    The weights file (model and optimizer variables) also carries the number of completed
+    epochs and the states of the model's seed generators, so a resumed run draws the same
+    InfoNCE negatives as an uninterrupted one, and the epoch count can never disagree
+    with the weights (one `os.replace` commits both). training_metadata.json is still
+    written after it, for Keras and for people; the weights file's count wins.
+
+    write=False (non-chief multi-worker processes) restores from the chief's backup and
+    keeps nothing it saves.
     """
 
-    def __init__(self, backup_dir):
+    def __init__(self, backup_dir, write=True):
         super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
+        self.write = write
+
+    @staticmethod
+    def completed_epochs(backup_dir):
+        """Epochs a run in `backup_dir` has completed (0 without a backup): the epoch
+        training resumes at, known before fit() so the data pipeline can start there."""
+        weights = Path(backup_dir) / "latest.weights.h5"
+        if weights.exists():
+            import h5py
+
+            with h5py.File(weights, "r") as f:
+                if _EPOCH_ATTR in f.attrs:
+                    return int(f.attrs[_EPOCH_ATTR])
+        metadata = Path(backup_dir) / "training_metadata.json"
+        if metadata.exists():
+            return int(json.loads(metadata.read_text())["epoch"])
+        return 0
 
     def on_epoch_end(self, epoch, logs=None):
         if all_finite(logs):
             super().on_epoch_end(epoch, logs)
 
     def _save_model(self):
-        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
-        atomic_save_weights(self.model, self._weights_path)
-        atomic_write_json(self._training_metadata_path,
-                          {"epoch": self._current_epoch, "batch": self._last_batch_seen})
+        # Every worker saves (see save_weights_as_worker); only the chief's file is kept.
+        seeds = [keras.ops.convert_to_numpy(g.state.value).tolist()
+                 for g in seed_generators(self.model)]
+        save_weights_as_worker(self.model, self._weights_path, chief=self.write,
+                               attrs={_EPOCH_ATTR: int(self._current_epoch),
+                                      _SEEDS_ATTR: json.dumps(seeds)})
+        if self.write:
+            atomic_write_json(self._training_metadata_path,
+                              {"epoch": self._current_epoch, "batch": self._last_batch_seen})
+
+    def _load_model(self):
+        super()._load_model()
+        if not os.path.exists(self._weights_path):
+            return
+        import h5py
+
+        with h5py.File(self._weights_path, "r") as f:
+            epoch = f.attrs.get(_EPOCH_ATTR)
+            seeds = f.attrs.get(_SEEDS_ATTR)
+        if epoch is not None:
+            self.model._initial_epoch = int(epoch)
+        if seeds is not None:
+            generators = seed_generators(self.model)
+            states = json.loads(seeds)
+            if len(states) != len(generators):
+                raise ValueError(f"{self._weights_path} holds {len(states)} seed generator "
+                                 f"states, the model has {len(generators)}")
+            for generator, state in zip(generators, states):
+                generator.state.assign(np.asarray(state, dtype=generator.state.dtype))
+
+
+class SelfKill(keras.callbacks.Callback):
+    """Fault injection for tests: SIGKILL this process after its `step`-th training batch
+    (counted from this process's start). Enabled by the GIM_ZOO_SIGKILL_AT_STEP variable."""
+
+    ENV = "GIM_ZOO_SIGKILL_AT_STEP"
+
+    def __init__(self, step):
+        super().__init__()
+        self.step, self.seen = int(step), 0
+
+    @classmethod
+    def from_env(cls):
+        step = os.environ.get(cls.ENV)
+        return cls(step) if step else None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -13,10 +13,14 @@ import numpy as np
 
 from gim_zoo import registry
 from gim_zoo.data import image_pipeline, images_only, load_fashion_mnist, load_stl10
+from gim_zoo.data.pipelines import epochs_pipeline
 from gim_zoo.model_folder import load_weights_checked
 from gim_zoo.models.probe import balanced_subset
 from gim_zoo.plots import plot_loss_curves
-from gim_zoo.runs import EpochTimer, ResumableBackup, RunDirectory, atomic_save_weights
+from gim_zoo.runs import (EpochTimer, ResumableBackup, RunDirectory, SelfKill,
+                          save_weights_as_worker)
+
+STRATEGIES = ("", "mirrored", "multi_worker")
 
 
 @dataclasses.dataclass
@@ -36,6 +40,8 @@ class TrainConfig:
     stem_width: int = 0  # encoder overrides, 0 / "" keep the registry's
     widths: str = ""
     blocks: str = ""
+    strategy: str = ""  # "": one device; "mirrored"; "multi_worker" (TF_CONFIG)
+    cpu_devices: int = 0  # >1: split the CPU into this many logical devices
     verbose: int = 1
 
     HELP = {
@@ -49,6 +55,13 @@ class TrainConfig:
         "blocks": "comma-separated blocks per module overriding the registry's",
         "init_from": "start from this run directory's encoder weights (module-at-a-time: "
                      "train module 2 from the module-1 run, and so on)",
+        "strategy": "tf.distribute strategy: '' (one device), 'mirrored' (every GPU, or "
+                    "--cpu_devices logical CPUs) or 'multi_worker' (one process per worker, "
+                    "cluster from TF_CONFIG; the chief alone writes the run directory). "
+                    "--batch_size is the global batch, split evenly over the replicas; "
+                    "InfoNCE negatives are drawn within each replica's share",
+        "cpu_devices": "split the CPU into this many logical devices (tf.distribute on a "
+                       "CPU-only machine: tests, benchmarks); 0 leaves it whole",
     }
 
     def resolved(self):
@@ -56,6 +69,8 @@ class TrainConfig:
         spec = registry.get(self.model)
         if not self.out_dir:
             raise ValueError("--out_dir is required")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         return dataclasses.replace(
             self,
             epochs=self.epochs or spec.epochs,
@@ -83,6 +98,28 @@ def load_split(dataset, split, data_dir=None):
     raise ValueError(f"unknown dataset {dataset!r}")
 
 
+def load_speech(dataset, split, data_dir=None, alignment_file=None, max_utterances=None):
+    """(waveforms, speaker indices, per-frame phone labels; -1 = unlabelled) of a speech
+    dataset: the espeak-ng corpus, or LibriSpeech train-clean-100 through tfds.
+
+    max_utterances: the corpus: the first N of the split; LibriSpeech: read only the
+    first N utterances of train-clean-100 (held in memory), then split them."""
+    if dataset == "espeak_speech":
+        from gim_zoo.data.speech_corpus import DEFAULT_DIR, load_split as corpus_split
+
+        audio, speakers, labels = corpus_split(data_dir or DEFAULT_DIR, split)
+        if max_utterances:
+            audio, speakers, labels = (audio[:max_utterances], speakers[:max_utterances],
+                                       labels[:max_utterances])
+        return audio, speakers, labels
+    if dataset == "librispeech":
+        from gim_zoo.data.librispeech import load_librispeech
+
+        return load_librispeech(split, data_dir, alignment_file,
+                                max_utterances=max_utterances)
+    raise ValueError(f"unknown speech dataset {dataset!r}")
+
+
 def _history_seconds(history_csv):
     from gim_zoo.plots import read_history
 
@@ -95,13 +132,84 @@ def train(config):
     """Fit the configured model; returns metrics.json's contents. Resumes a killed run."""
     config = config.resolved()
     spec = registry.get(config.model)
+    strategy = make_strategy(config.strategy, config.cpu_devices)
     run = RunDirectory(config.out_dir)
-    run.prepare(dataclasses.asdict(config), defaults=dataclasses.asdict(TrainConfig()))
+    run.prepare(dataclasses.asdict(config), defaults=dataclasses.asdict(TrainConfig()),
+                write=is_chief(strategy))
     keras.utils.set_random_seed(config.seed)
+    with strategy.scope():  # the model, its optimizer and metrics are built under it
+        if spec.is_audio:
+            return _train_audio(config, spec, run)
+        return _train_images(config, spec, run)
 
+
+def make_strategy(name, cpu_devices=0):
+    """The tf.distribute strategy for --strategy (the default one for "")."""
+    import tensorflow as tf
+
+    if cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
+        except RuntimeError as e:
+            raise ValueError("--cpu_devices needs a process whose TensorFlow has not yet "
+                             "initialised its devices (run training/train.py)") from e
+    if not name:
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy(
+            None if gpus else [d.name for d in tf.config.list_logical_devices("CPU")])
+    if name == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError("--strategy=multi_worker needs TF_CONFIG (the cluster and this "
+                             "process's task) in the environment")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"--strategy must be one of {STRATEGIES}, got {name!r}")
+
+
+def is_chief(strategy=None):
+    """Whether this process writes the run directory: always, except on the non-chief
+    workers of a multi-worker cluster."""
+    import tensorflow as tf
+
+    strategy = strategy or tf.distribute.get_strategy()
+    return bool(getattr(strategy.extended, "should_checkpoint", True))
+
+
+def _shard_by_data(ds):
+    """Multi-worker: every worker reads the same in-memory pipeline and keeps its share
+    of each global batch (the default AUTO policy would first look for files)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def _one_element_logs(model):
+    """Make train/test steps return (1,)-shaped logs instead of scalars.
+
+    Keras 3's TF trainer reduces multi-worker step outputs with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars ("Invalid reduction
+    dimension 0 for input with 0 dimensions", tensorflow/tensorflow#72388). With one
+    element per replica the reduction is the mean over replicas of each replica's
+    metric: the global mean, as the replicas hold equal shares of each batch."""
+    from keras import ops
+
+    def wrap(step):
+        def one_element(data):
+            return {k: ops.reshape(v, (1,)) for k, v in step(data).items()}
+
+        return one_element
+
+    model.train_step = wrap(model.train_step)
+    model.test_step = wrap(model.test_step)
+
+
+def _train_images(config, spec, run):
     supervised = spec.objective == "supervised"
-    if spec.is_audio:
-        return _train_audio(config, spec, run)
     # Self-supervised STL-10 trains on its 100k unlabelled images, as the paper.
     train_split = "unlabelled" if spec.dataset == "stl10" and not supervised else "train"
     train_images, train_labels = load_split(spec.dataset, train_split, config.data_dir)
@@ -114,8 +222,19 @@ def train(config):
             train_images = train_images[: config.max_examples]
             train_labels = train_labels[: config.max_examples]
     n_val = config.eval_examples or None
-    train_ds = image_pipeline(train_images, train_labels, spec.dataset, training=True,
-                              batch_size=config.batch_size, seed=config.seed)
+    steps_per_epoch = None
+    if isinstance(train_images, np.ndarray):
+        # Each epoch's order and augmentation are a function of (seed, epoch) and the
+        # pipeline starts at the epoch the backup resumes, so a resumed run sees the
+        # batches an uninterrupted one would.
+        start = ResumableBackup.completed_epochs(run.backup_dir)
+        train_ds = epochs_pipeline(train_images, train_labels, spec.dataset,
+                                   batch_size=config.batch_size, seed=config.seed,
+                                   epochs=max(config.epochs, start + 1), start_epoch=start)
+        steps_per_epoch = len(train_images) // config.batch_size
+    else:  # a tf.data split (STL-10): reshuffled per process, resumes are not exact
+        train_ds = image_pipeline(train_images, train_labels, spec.dataset, training=True,
+                                  batch_size=config.batch_size, seed=config.seed)
     test_ds = image_pipeline(test_images, test_labels, spec.dataset, batch_size=256)
     if test_labels is None:  # a tf.data split (STL-10)
         val_ds = image_pipeline(test_images.take(n_val or -1), None, spec.dataset,
@@ -125,28 +244,31 @@ def train(config):
                                 batch_size=256)
     if not supervised:
         train_ds, val_ds, test_ds = images_only(train_ds), images_only(val_ds), images_only(test_ds)
+    train_ds, val_ds, test_ds = (_shard_by_data(d) for d in (train_ds, val_ds, test_ds))
 
     model = spec.build_model(config.encoder_overrides(), config.train_module or None,
                              seed=config.seed)
-    return _fit(config, spec, run, model, train_ds, val_ds, test_ds, _count(train_images))
+    return _fit(config, spec, run, model, train_ds, val_ds, test_ds, _count(train_images),
+                steps_per_epoch=steps_per_epoch)
 
 
 def _train_audio(config, spec, run):
-    """Self-supervised training on the speech corpus: random 20,480-sample crops."""
-    from gim_zoo.data.speech_corpus import DEFAULT_DIR, crops_dataset, load_split as speech
+    """Training on the speech corpus's random 20,480-sample crops: self-supervised, or
+    (supervised) per-frame phone classification."""
+    from gim_zoo.data.speech_corpus import crops_dataset, phone_targets
 
-    if spec.objective == "supervised":
-        raise ValueError("supervised audio models are not implemented")
-    corpus = config.data_dir or DEFAULT_DIR
     crop = spec.encoder["crop_samples"]
-    audio, speakers, labels = speech(corpus, "train")
-    if config.max_examples:
-        audio, speakers, labels = (audio[: config.max_examples],
-                                   speakers[: config.max_examples],
-                                   labels[: config.max_examples])
-    test_audio, test_speakers, test_labels = speech(corpus, "test")
+    audio, speakers, labels = load_speech(spec.dataset, "train", config.data_dir,
+                                          max_utterances=config.max_examples or None)
+    test_audio, test_speakers, test_labels = load_speech(
+        spec.dataset, "test", config.data_dir,
+        max_utterances=(config.max_examples or None) if spec.dataset == "librispeech" else None)
+    if spec.objective == "supervised" and max(lab.max() for lab in labels) < 0:
+        raise ValueError(f"{spec.name} needs phone labels and {spec.dataset} has none here")
 
     def waves(ds):
+        if spec.objective == "supervised":
+            return ds.map(phone_targets)
         return ds.map(lambda wave, speaker, phones: wave)
 
     train_ds = waves(crops_dataset(audio, speakers, labels, crop, batch_size=config.batch_size,
@@ -154,16 +276,30 @@ def _train_audio(config, spec, run):
     test_ds = waves(crops_dataset(test_audio, test_speakers, test_labels, crop,
                                   batch_size=config.batch_size, training=False))
     model = spec.build_model(config.encoder_overrides(), config.train_module or None,
-                             seed=config.seed)
+                             seed=config.seed,
+                             num_classes=1 + max(lab.max() for lab in labels + test_labels))
     return _fit(config, spec, run, model, train_ds, test_ds, test_ds, len(audio))
 
 
-def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples):
-    """Compile, fit with resumable backups, write weights, metrics and the loss plot."""
+def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
+         steps_per_epoch=None):
+    """Compile, fit with resumable backups, write weights, metrics and the loss plot.
+
+    Runs under the strategy's scope (train() enters it). Only the chief writes: the other
+    workers of a multi-worker cluster restore from the chief's backup, take part in every
+    step and in the final evaluation, and leave the run directory alone."""
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    chief = is_chief(strategy)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _one_element_logs(model)
     supervised = spec.objective == "supervised"
     optimizer = keras.optimizers.Adam(config.learning_rate)
     if supervised:
-        model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+        # weighted: audio crops weight padded frames 0 (images carry no weights)
+        model.compile(optimizer, "sparse_categorical_crossentropy",
+                      weighted_metrics=["accuracy"])
     else:
         model.compile(optimizer)
     if config.init_from and not run.has_backup:
@@ -171,30 +307,34 @@ def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples):
 
     # Order matters: the history row is written before the backup, so a kill between the
     # two repeats an epoch (read_history keeps its last row) rather than losing a row.
-    callbacks = [
-        EpochTimer(),
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.CSVLogger(str(run.history_path), append=True),
-        keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False),
-        ResumableBackup(run.backup_dir),
-    ]
+    callbacks = [EpochTimer(), keras.callbacks.TerminateOnNaN()]
+    if chief:
+        callbacks += [keras.callbacks.CSVLogger(str(run.history_path), append=True),
+                      keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False)]
+    callbacks.append(ResumableBackup(run.backup_dir, write=chief))
+    if SelfKill.from_env():  # fault-injection tests only
+        callbacks.append(SelfKill.from_env())
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                        callbacks=callbacks, verbose=config.verbose, shuffle=False)
+                        steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                        verbose=config.verbose, shuffle=False)
     last = {k: float(v[-1]) for k, v in history.history.items()}
 
     if not all(math.isfinite(v) for v in last.values()):
         # The backup holds the last finite epoch; keep it and the final weights untouched.
-        run.update_metrics(status="stopped: non-finite loss", last_logs=last)
+        if chief:
+            run.update_metrics(status="stopped: non-finite loss", last_logs=last)
         raise FloatingPointError(
             f"training produced a non-finite loss ({last}); the last good checkpoint in "
             f"{run.backup_dir} was kept, final weights were not written"
         )
 
-    atomic_save_weights(model, run.weights_path)
     encoder = model.encoder
-    atomic_save_weights(encoder, run.encoder_weights_path)
+    save_weights_as_worker(model, run.weights_path, chief)  # every worker saves, the
+    save_weights_as_worker(encoder, run.encoder_weights_path, chief)  # chief's is kept
     final = {f"test_{k}": float(v) for k, v in
              model.evaluate(test_ds, verbose=0, return_dict=True).items()}
+    if not chief:  # every worker evaluates (a collective); only the chief records
+        return {"status": "worker (the chief wrote the run directory)", **final}
     epochs_done = _epochs_in_history(run)
     metrics = run.update_metrics(
         status="complete" if epochs_done >= config.epochs else "incomplete",
@@ -206,6 +346,8 @@ def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples):
         train_examples=train_examples,
         train_seconds=round(_history_seconds(run.history_path), 1),
         encoder_parameters=int(encoder.count_params()),
+        strategy=config.strategy or "one device",
+        replicas=int(strategy.num_replicas_in_sync),
         final_train_logs=last or run.read_metrics().get("final_train_logs", {}),
         **final,
     )

@@ -2,6 +2,8 @@
 
     encoder = gim_zoo.load("gim-fmnist-resnet")        # pretrained, verified, offline-capable
     features = encoder.feature_model(module=2, pool_to=3)(images)   # any module, 3x3-pooled
+
+    encoder = gim_zoo.load("gim-espeak-audio")         # 16 kHz waveforms -> 10 ms frames
 """
 
 import json
@@ -13,7 +15,8 @@ from gim_zoo.model_folder import load_weights_checked, read_encoder
 
 def load(name, weights="pretrained", revision=None, hub_repo=None, local_dir=None,
          cache_dir=None, endpoint=None):
-    """A Keras encoder (raw 0..255 images in, (B, 7, 7, C) patch grid out).
+    """A Keras encoder: image models take raw 0..255 images and give a (B, 7, 7, C) patch
+    grid; audio models take (B, samples) 16 kHz waveforms and give (B, samples // 160, C).
 
     weights: "pretrained" (local folder -> Hub -> bundled copy, sha256-verified), None
       (random init), or a path: a model folder or a `.weights.h5` file (e.g. a run's

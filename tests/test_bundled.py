@@ -71,3 +71,31 @@ def test_bundled_gim_ticket_is_as_sparse_as_its_metrics_say(fmnist_test_images):
         0.5 * (FOLDER / "encoder.tflite").stat().st_size
     card = (folder / "README.md").read_text()
     assert card == model_card.render(registry.get(name), metrics)
+
+
+def test_bundled_audio_encoder_loads_and_its_tflite_files_agree():
+    """gim-espeak-audio: waveforms in, 10 ms frames out; fp32 TFLite (GRU unrolled) equal
+    to Keras, int8 close in direction; the card is rendered from metrics.json and says
+    the corpus is synthetic."""
+    name = "gim-espeak-audio"
+    folder = hub.BUNDLED_DIR / name
+    encoder = gim_zoo.load(name)
+    samples = encoder.crop_samples
+    t = np.arange(samples, dtype=np.float32) / 16000
+    waves = np.stack([0.3 * np.sin(2 * np.pi * f * t) * np.sin(2 * np.pi * 3 * t)
+                      for f in (140.0, 220.0, 330.0)]).astype(np.float32)
+    want = np.asarray(encoder(waves))
+    assert want.shape == (3, samples // 160, encoder.gru_units)
+    got = np.concatenate([TFLiteModel(folder / "encoder.tflite")(w[None]) for w in waves])
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+    int8 = np.concatenate([TFLiteModel(folder / "encoder_int8.tflite")(w[None]) for w in waves])
+    cosine = np.sum(int8 * want, -1) / (np.linalg.norm(int8, axis=-1) *
+                                         np.linalg.norm(want, axis=-1) + 1e-12)
+    assert np.median(cosine) > 0.95
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["linear_probe"]["module6"]["phone_accuracy"] > \
+        metrics["random_init_linear_probe"]["module6"]["phone_accuracy"]
+    card = (folder / "README.md").read_text()
+    assert card == model_card.render(registry.get(name), metrics)
+    assert "synthetic speech" in card
+    assert f"value: {round(metrics['linear_probe']['module6']['phone_accuracy'], 4)}" in card

@@ -18,7 +18,8 @@ def cli(*args):
 def test_list_and_info():
     out = cli("list", "gim-*")
     assert out.returncode == 0 and out.stdout.split() == [
-        "gim-espeak-audio", "gim-fmnist-resnet", "gim-fmnist-resnet-ticket", "gim-stl10-resnet"]
+        "gim-espeak-audio", "gim-fmnist-resnet", "gim-fmnist-resnet-ticket",
+        "gim-librispeech-audio", "gim-stl10-resnet"]
     details = json.loads(cli("info", "gim-stl10-resnet").stdout)
     assert details["encoder"]["widths"] == [64, 128, 256]
 

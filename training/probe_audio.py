@@ -1,4 +1,5 @@
-"""Phone (per frame) and speaker (per utterance) linear probes on the speech corpus.
+"""Phone (per frame) and speaker (per utterance) linear probes on the speech corpus
+(or on LibriSpeech with --dataset=librispeech --alignment_file=...).
 
     python training/probe_audio.py --run_dir=runs/gim-espeak-audio-seed0        # GIM, GRU module
     python training/probe_audio.py --run_dir=runs/gim-espeak-audio-seed0 --module=3
@@ -17,7 +18,8 @@ from gim_zoo.flags import run_script  # noqa: E402
 
 def show(r):
     where = f", module {r['module']}" if r["module"] else ""
-    print(f"{r['source']}{where} (synthetic speech): phone top-1 {r['phone_accuracy']:.4f} on "
+    data = "synthetic speech" if r["synthetic_speech"] else r["dataset"]
+    print(f"{r['source']}{where} ({data}): phone top-1 {r['phone_accuracy']:.4f} on "
           f"{r['phone_frames_test']} frames, speaker top-1 {r['speaker_accuracy']:.4f} on "
           f"{r['utterances_test']} utterances  [{r['path']}]")
 

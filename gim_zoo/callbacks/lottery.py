@@ -8,6 +8,10 @@ Masks are Keras `Constraint`s on the kernels: every optimizer applies a variable
 constraint after each update, on every backend, so a pruned weight stays exactly zero
 (Adam's momentum cannot revive it). Biases and normalisation parameters are never pruned.
 Written in keras.ops / numpy only.
+
+JAX: the masks are not model state, so Keras's jitted train step holds their values as
+constants. Whenever masks change (`assign`) or a fit starts with PruneWithRewind, the
+model's train function is rebuilt so that it is traced with the current masks.
 """
 
 import os
@@ -54,6 +58,7 @@ class PruningMasks:
     """One {0, 1} mask per prunable kernel, attached to the kernel as its constraint."""
 
     def __init__(self, model, exclude=()):
+        self.model = model
         self.kernels = [(p, k, v) for p, k, v in prunable_kernels(model)
                         if not any(e in p for e in exclude)]
         if not self.kernels:
@@ -77,6 +82,7 @@ class PruningMasks:
         for path, value in masks.items():
             self.masks[path].assign(np.asarray(value, "float32"))
         self.apply()
+        retrace_train_function(self.model)
 
     def apply(self):
         """Zero the pruned weights now (e.g. after a rewind)."""
@@ -189,6 +195,7 @@ class PruneWithRewind(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._step = 0
         self.masks.apply()
+        retrace_train_function(self.model)  # JAX: the masks may have changed since
         if self.rewind_point is None and self.rewind_step == 0:
             self.capture()
 
@@ -230,6 +237,14 @@ class PruneWithRewind(keras.callbacks.Callback):
     def load_rewind_point(self, path):
         with np.load(path) as data:
             self.rewind_point = [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
+def retrace_train_function(model):
+    """Under JAX, replace the model's compiled train function by a new one, traced (with
+    the masks' current values) at its first call; safe during fit, which looks the train
+    function up at every step. TensorFlow and torch read the mask variables at every step."""
+    if keras.backend.backend() == "jax" and getattr(model, "train_function", None) is not None:
+        model.make_train_function(force=True)
 
 
 def reset_optimizer(optimizer):

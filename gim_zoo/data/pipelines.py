@@ -83,3 +83,55 @@ def image_pipeline(images, labels=None, dataset="fashion_mnist", training=False,
 def images_only(ds):
     """Drop labels: what the self-supervised objectives train on."""
     return ds.map(lambda x, y: x)
+
+
+def epochs_pipeline(images, labels=None, dataset="fashion_mnist", batch_size=32, seed=0,
+                    epochs=1, start_epoch=0, augment=True):
+    """Training batches of epochs start_epoch..epochs-1 as one dataset (fit it with
+    steps_per_epoch = len(images) // batch_size), each epoch a pure function of
+    (seed, epoch): a full stateless permutation, then crop + flip seeded by
+    (seed, epoch, position).
+
+    image_pipeline reshuffles from a generator that restarts with the process, so a run
+    resumed at epoch e would replay epoch 0's order; here epoch e is the same batches
+    whether or not the process was restarted, which is what lets a killed-and-resumed run
+    end bit-identical to an uninterrupted one.
+
+    images: uint8 array (N, H, W, C) (kept in memory, as image_pipeline's).
+    """
+    if dataset not in SPECS:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(SPECS)}")
+    images = np.asarray(images)
+    n = len(images)
+    labels = np.full((n,), -1, np.int64) if labels is None else np.asarray(labels)
+    steps = n // batch_size
+    if steps == 0:
+        raise ValueError(f"{n} training examples make no batch of {batch_size}")
+    used = steps * batch_size
+    images_t, labels_t = tf.constant(images), tf.constant(labels)
+    transform = _train_transform(dataset)
+    seed = int(seed)
+
+    def epoch_order(epoch):
+        # Keys [seed, -1 - epoch] (shuffle) and [seed, epoch * 2**32 + i] (augmentation)
+        # never collide.
+        key = tf.stack([tf.constant(seed, tf.int64), -1 - epoch])
+        order = tf.argsort(tf.random.stateless_uniform([n], seed=key))[:used]
+        position = tf.range(used, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices(
+            (tf.fill([used], epoch), position, tf.cast(order, tf.int64)))
+
+    def load(epoch, position, index):
+        image = tf.gather(images_t, index)
+        if augment:
+            base = epoch * 2**32 + 2 * position
+            seeds = tf.stack([tf.stack([tf.constant(seed, tf.int64), base]),
+                              tf.stack([tf.constant(seed, tf.int64), base + 1])])
+            image = transform(image, seeds)
+        else:
+            image = _eval_transform(dataset)(image)
+        return image, tf.gather(labels_t, index)
+
+    ds = tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_order)
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

@@ -268,3 +268,22 @@ def crops_dataset(audio, speakers, labels, crop_samples, hop=160, batch_size=8,
     else:
         ds = ds.map(lambda w, s, p, n: crop(w, s, p, n, 0))
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def phone_targets(wave, speaker, phones):
+    """A crops_dataset element as (wave, phone labels, sample weights) for a supervised
+    fit: padded frames (label -1) get label 0 and weight 0, so they count nowhere."""
+    import tensorflow as tf
+
+    known = phones >= 0
+    return wave, tf.where(known, phones, 0), tf.cast(known, tf.float32)
+
+
+def first_crops(corpus_dir, split, crop_samples, count=None):
+    """(count, crop_samples) float32: the first crop of each utterance, zero-padded; the
+    representative waveforms of int8 export."""
+    audio, _, _ = load_split(corpus_dir, split)
+    crops = np.zeros((len(audio[:count]), crop_samples), np.float32)
+    for row, wave in zip(crops, audio):
+        row[: min(len(wave), crop_samples)] = wave[:crop_samples]
+    return crops

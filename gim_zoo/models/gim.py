@@ -7,20 +7,145 @@ head (Loewe, O'Connor, Veeling, NeurIPS 2019). The same class gives the paper's 
 the gradient tape, so their activations are freed at once: that is what makes
 module-at-a-time training need less memory (the official code keeps the graph alive).
 
-The train_step is TensorFlow-specific (GradientTape); the losses and layers it calls are
-written in keras.ops, so a JAX train_step only needs to replace `train_step`.
+The losses and layers are written in keras.ops; only the train/test steps are
+backend-specific, in a mixin chosen when this module is imported: TensorFlow records the
+trained modules on a GradientTape; JAX runs Keras 3's stateless step, differentiating with
+respect to the trained variables only (the InfoNCE heads' seed generators travel in the
+non-trainable state). Under JAX this module does not import TensorFlow.
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from gim_zoo.models.autoregressor import RowCausalContext
 from gim_zoo.models.infonce import InfoNCE
 
 
+def _mean_over_replicas(grads):
+    """Divide per-replica gradients by the number of replicas in sync.
+
+    Under tf.distribute, Keras's TF optimizer all-reduces gradients with SUM (keras Loss
+    objects pre-scale losses by 1/replicas for this; a custom train_step must do it
+    itself). GIM's losses are means over the replica's share of the batch, so without
+    this, R replicas would apply R times the one-device gradient. With it, the update
+    is the mean over replicas of each replica's gradient. One replica: unchanged.
+    """
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas == 1:
+        return grads
+    return [None if g is None else g / replicas for g in grads]
+
+
+class _TensorFlowSteps:
+    """train_step with a GradientTape around the trained modules only."""
+
+    def losses_on_tape(self, images):
+        """(tape, total loss, {module: loss}) with only the trained modules recorded."""
+        import tensorflow as tf
+
+        if self.train_module is None:
+            with tf.GradientTape() as tape:
+                losses = self.module_losses(images, training=True)
+                total = ops.sum(ops.stack(list(losses.values())))
+            return tape, total, losses
+        k = self.train_module - 1
+        h = self._frozen_prefix(images)  # outside the tape: no activations kept
+        targets = self._targets(k, h)
+        with tf.GradientTape() as tape:
+            h = self.encoder.gim_modules[k](h, training=True)
+            losses = {k: self._head_loss(k, self.encoder.module_grid(h, k), None, targets)}
+        return tape, losses[k], losses
+
+    def train_step(self, data):
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        variables = self._trained_variables()
+        tape, total, losses = self.losses_on_tape(images)
+        grads = tape.gradient(total, variables)
+        grads = _mean_over_replicas(grads)  # tf.distribute: see the helper
+        self.optimizer.apply(grads, variables)
+        return self._record(total, losses)
+
+    def test_step(self, data):
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        losses = self.module_losses(images, training=False)
+        return self._record(ops.sum(ops.stack(list(losses.values()))), losses)
+
+
+class _JaxSteps:
+    """Keras 3's stateless JAX steps: `train_step(state, data) -> (logs, state)`.
+
+    state = (trainable, non_trainable, optimizer, metrics) values, in the order of
+    `trainable_variables`, `non_trainable_variables` (including the InfoNCE seed
+    generators' states, so every step draws new negatives), `optimizer.variables` and
+    `metrics_variables`. Gradients are taken with respect to `_trained_variables()` only,
+    and only those are updated: with `train_module=k` the other modules' values pass
+    through unchanged, as under TensorFlow.
+    """
+
+    def _stateless_losses(self, trainable, non_trainable, images, training):
+        """(total, {module: loss}, new non-trainable values) at the given values."""
+        mapping = list(zip(self.trainable_variables, trainable)) + \
+            list(zip(self.non_trainable_variables, non_trainable))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            if training:
+                total, losses = self._training_losses(images)
+            else:
+                losses = self.module_losses(images, training=False)
+                total = ops.sum(ops.stack(list(losses.values())))
+        return total, losses, [scope.get_current_value(v) for v in self.non_trainable_variables]
+
+    def _stateless_record(self, metrics_values, total, losses):
+        with keras.StatelessScope(
+                state_mapping=list(zip(self.metrics_variables, metrics_values))) as scope:
+            logs = self._record(total, losses)
+        return logs, [scope.get_current_value(v) for v in self.metrics_variables]
+
+    def train_step(self, state, data):
+        import jax
+
+        trainable, non_trainable, optimizer_values, metrics_values = state
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        trained = {id(v) for v in self._trained_variables()}
+        positions = [i for i, v in enumerate(self.trainable_variables) if id(v) in trained]
+
+        def loss_fn(trained_values):
+            values = list(trainable)
+            for i, value in zip(positions, trained_values):
+                values[i] = value
+            total, losses, new_non_trainable = self._stateless_losses(
+                values, non_trainable, images, training=True)
+            return total, (losses, new_non_trainable)
+
+        (total, (losses, non_trainable)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            [trainable[i] for i in positions])
+        # Optimizer.apply on the trained subset, in a stateless scope (what
+        # stateless_apply does for the full list the optimizer was built with).
+        variables = self.trainable_variables
+        mapping = list(zip(variables, trainable)) + \
+            list(zip(self.optimizer.variables, optimizer_values))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            self.optimizer.apply(grads, [variables[i] for i in positions])
+        trainable = [scope.get_current_value(v) for v in variables]
+        optimizer_values = [scope.get_current_value(v) for v in self.optimizer.variables]
+        logs, metrics_values = self._stateless_record(metrics_values, total, losses)
+        return logs, (trainable, non_trainable, optimizer_values, metrics_values)
+
+    def test_step(self, state, data):
+        trainable, non_trainable, metrics_values = state
+        images = data[0] if isinstance(data, (tuple, list)) else data
+        total, losses, non_trainable = self._stateless_losses(
+            trainable, non_trainable, images, training=False)
+        logs, metrics_values = self._stateless_record(metrics_values, total, losses)
+        return logs, (trainable, non_trainable, metrics_values)
+
+
+_BackendSteps = _JaxSteps if keras.backend.backend() == "jax" else _TensorFlowSteps
+
+
 @keras.saving.register_keras_serializable(package="gim_zoo")
-class GreedyInfoMax(keras.Model):
+class GreedyInfoMax(_BackendSteps, keras.Model):
     """Self-supervised trainer around a modular encoder (e.g. PatchResNetEncoder).
 
     Args:
@@ -144,33 +269,18 @@ class GreedyInfoMax(keras.Model):
             h = module(h, training=False)
         return ops.stop_gradient(h)
 
-    def losses_on_tape(self, images):
-        """(tape, total loss, {module: loss}) with only the trained modules recorded."""
+    def _training_losses(self, images):
+        """(total, {module: loss}) as a train step computes them (for JAX's step; the
+        TensorFlow step computes the same inside its tape, see losses_on_tape)."""
         if self.train_module is None:
-            with tf.GradientTape() as tape:
-                losses = self.module_losses(images, training=True)
-                total = ops.sum(ops.stack(list(losses.values())))
-            return tape, total, losses
+            losses = self.module_losses(images, training=True)
+            return ops.sum(ops.stack(list(losses.values()))), losses
         k = self.train_module - 1
-        h = self._frozen_prefix(images)  # outside the tape: no activations kept
+        h = self._frozen_prefix(images)
         targets = self._targets(k, h)
-        with tf.GradientTape() as tape:
-            h = self.encoder.gim_modules[k](h, training=True)
-            losses = {k: self._head_loss(k, self.encoder.module_grid(h, k), None, targets)}
-        return tape, losses[k], losses
-
-    def train_step(self, data):
-        images = data[0] if isinstance(data, (tuple, list)) else data
-        variables = self._trained_variables()
-        tape, total, losses = self.losses_on_tape(images)
-        grads = tape.gradient(total, variables)
-        self.optimizer.apply(grads, variables)
-        return self._record(total, losses)
-
-    def test_step(self, data):
-        images = data[0] if isinstance(data, (tuple, list)) else data
-        losses = self.module_losses(images, training=False)
-        return self._record(ops.sum(ops.stack(list(losses.values()))), losses)
+        h = self.encoder.gim_modules[k](h, training=True)
+        loss = self._head_loss(k, self.encoder.module_grid(h, k), None, targets)
+        return loss, {k: loss}
 
     def _record(self, total, losses):
         self.loss_trackers["loss"].update_state(total)

@@ -14,7 +14,6 @@ the Dense layer, so the probe is still one linear layer on the encoder's pooled 
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers
 
 from gim_zoo.models.patches import GridAveragePool
@@ -112,6 +111,8 @@ def fit_softmax(x_train, y_train, num_classes=10, steps=10000, batch_size=256,
     Counting steps rather than epochs gives small label budgets the same optimisation as
     large ones. Returns ((kernel, bias) acting on the raw features, final train accuracy).
     """
+    import tensorflow as tf  # tf.data only: the module imports without TensorFlow (JAX)
+
     mean, std = _standardisation(x_train)
     keras.utils.set_random_seed(seed)
     batch_size = min(batch_size, len(x_train))

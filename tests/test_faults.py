@@ -1,0 +1,134 @@
+"""Faults: a training process (or one worker of a 2-worker cluster) SIGKILLed at a random
+step, then the same command re-run, ends with the weights of an uninterrupted run.
+
+Exact, not within a tolerance: backups are per epoch (a killed epoch is redone from its
+start), and everything that epoch depends on is restored or recomputed identically: the
+model and optimizer variables (the backup's weights file holds both), the InfoNCE
+samplers' seed-generator states (stored in the same file), and the epoch's data order and
+augmentation (a pure function of seed and epoch, not of how many epochs this process has
+seen). CPU kernels are deterministic for identical inputs, so the redone epoch repeats the
+lost one bit for bit. Set GIM_ZOO_FAULT_SEED to replay a particular kill step.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+
+import numpy as np
+
+from tests.training_procs import (ROOT, STEPS_PER_EPOCH, TIMEOUT, cached_run, command, env,
+                                  final_logs, kill_all, leftovers, run, run_cluster,
+                                  start_cluster, weights)
+from gim_zoo.runs import ResumableBackup
+
+EPOCHS = 3
+
+
+def kill_step():
+    """A random step after the first epoch's backup and before the last step."""
+    seed = int(os.environ.get("GIM_ZOO_FAULT_SEED", random.SystemRandom().randrange(10**6)))
+    step = random.Random(seed).randrange(STEPS_PER_EPOCH + 1, EPOCHS * STEPS_PER_EPOCH)
+    return step, f"kill step {step} (GIM_ZOO_FAULT_SEED={seed})"
+
+
+def assert_same_run(resumed, reference, why):
+    a, b = weights(resumed / "model.weights.h5"), weights(reference / "model.weights.h5")
+    assert a.keys() == b.keys(), why
+    different = [k for k in a if not np.array_equal(a[k], b[k])]
+    assert not different, f"{why}: {len(different)} arrays differ, e.g. {different[:3]}"
+    assert final_logs(resumed) == final_logs(reference), why
+    metrics = json.loads((resumed / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and metrics["epochs_completed"] == EPOCHS, why
+    assert leftovers(resumed) == [], why
+
+
+def test_sigkill_at_a_random_step_resumes_to_the_uninterrupted_weights(tmp_path,
+                                                                         tmp_path_factory):
+    reference = cached_run(tmp_path_factory, "single", f"--epochs={EPOCHS}")
+    step, why = kill_step()
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen(command(run_dir, f"--epochs={EPOCHS}"), cwd=ROOT,
+                            env=env(GIM_ZOO_SIGKILL_AT_STEP=step),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(timeout=TIMEOUT)
+    finally:
+        kill_all([proc])
+    assert proc.returncode == -signal.SIGKILL, why
+    # Killed mid-run: the backup holds the epochs completed before the kill, nothing more,
+    # and nothing half-written was left behind.
+    assert ResumableBackup.completed_epochs(run_dir / "backup") == \
+        (step - 1) // STEPS_PER_EPOCH, why
+    assert not (run_dir / "metrics.json").exists(), why
+    assert leftovers(run_dir) == [], why
+
+    out = run(run_dir, f"--epochs={EPOCHS}", "--verbose=2").stdout
+    assert "Epoch 1/" not in out, why  # resumed, not restarted
+    assert_same_run(run_dir, reference, why)
+
+
+def test_a_worker_sigkilled_at_a_random_step_resumes_with_its_cluster(tmp_path,
+                                                                       tmp_path_factory):
+    """Worker 1 of 2 kills itself; the chief is then stopped too (synchronous training
+    cannot go on without a peer: a scheduler restarts the whole cluster, which is what
+    Keras's BackupAndRestore is for) and both are restarted with the same command."""
+    reference = cached_run(tmp_path_factory, "multi-worker", f"--epochs={EPOCHS}",
+                           cluster=True)
+    step, why = kill_step()
+    run_dir = tmp_path / "killed"
+    procs = start_cluster(run_dir, f"--epochs={EPOCHS}", kill_at={1: step},
+                          tmpdir=tmp_path / "tmp")
+    try:
+        procs[1].wait(timeout=TIMEOUT)
+        assert procs[1].returncode == -signal.SIGKILL, why
+        time.sleep(1)  # the chief is now blocked in a collective with the dead worker
+        assert procs[0].poll() in (None, 1), why
+    finally:
+        kill_all(procs)
+    assert ResumableBackup.completed_epochs(run_dir / "backup") == \
+        (step - 1) // STEPS_PER_EPOCH, why
+    assert leftovers(run_dir) == [], why
+
+    run_cluster(run_dir, f"--epochs={EPOCHS}", tmpdir=tmp_path / "tmp")
+    assert_same_run(run_dir, reference, why)
+    assert list((tmp_path / "tmp").glob("gim-zoo-worker-*")) == [], "scratch files left"
+
+
+def test_backup_carries_optimizer_and_negative_sampler_state(tmp_path, tiny_encoder):
+    """What exact resumption rests on, in-process: the backup restores the optimizer's
+    variables (Keras's weights file has them) and the InfoNCE samplers' seed-generator
+    states (Keras's weights file has not: ResumableBackup stores them beside the weights
+    in the same file), and the epoch count comes from that same file."""
+    import keras
+
+    from gim_zoo.models.gim import GreedyInfoMax
+    from gim_zoo.runs import seed_generators
+
+    from tests.conftest import TINY_ENCODER
+
+    images = np.random.default_rng(0).uniform(0, 255, (8, 28, 28, 1)).astype("float32")
+    model = GreedyInfoMax(tiny_encoder, seed=0)
+    model.compile(keras.optimizers.Adam(1e-3))
+    model.fit(images, batch_size=4, epochs=2, verbose=0,
+              callbacks=[ResumableBackup(tmp_path / "backup")])
+    drawn = [keras.ops.convert_to_numpy(g.state.value) for g in seed_generators(model)]
+    assert len(drawn) == 3 and all(state[1] > 0 for state in drawn)  # negatives were drawn
+
+    from gim_zoo.registry import get
+
+    fresh = GreedyInfoMax(get("gim-fmnist-resnet").build_encoder(**TINY_ENCODER), seed=0)
+    fresh.compile(keras.optimizers.Adam(1e-3))
+    backup = ResumableBackup(tmp_path / "backup")
+    backup.set_model(fresh)
+    backup.on_train_begin()
+    assert fresh._initial_epoch == 2
+    assert ResumableBackup.completed_epochs(tmp_path / "backup") == 2
+    for a, b in zip(drawn, seed_generators(fresh)):
+        assert np.array_equal(a, keras.ops.convert_to_numpy(b.state.value))
+    assert int(fresh.optimizer.iterations) == 4
+    for a, b in zip(model.optimizer.variables, fresh.optimizer.variables):
+        assert np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    assert leftovers(tmp_path / "backup") == []
