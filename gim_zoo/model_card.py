@@ -173,14 +173,11 @@ def render_audio(spec, metrics):
     baseline = metrics.get("random_init_linear_probe", {})
     table = ["| features | phone top-1 (per frame) | speaker top-1 (per utterance) |",
              "|---|---:|---:|"]
-    for key, probe in sorted(probes.items(), key=lambda kv: kv[1]["module"]):
-        table.append(f"| {spec.name}, module {probe['module']} | "
-                     f"{100 * probe['phone_accuracy']:.1f}% | "
-                     f"{100 * probe['speaker_accuracy']:.1f}% |")
-    for key, probe in sorted(baseline.items(), key=lambda kv: kv[1]["module"]):
-        table.append(f"| random-init encoder, module {probe['module']} | "
-                     f"{100 * probe['phone_accuracy']:.1f}% | "
-                     f"{100 * probe['speaker_accuracy']:.1f}% |")
+    for source, results in ((spec.name, probes), ("random-init encoder", baseline)):
+        for probe in sorted(results.values(), key=lambda p: p["module"]):
+            table.append(f"| {source}, module {probe['module']} | "
+                         f"{100 * probe['phone_accuracy']:.1f}% | "
+                         f"{100 * probe['speaker_accuracy']:.1f}% |")
     some = next(iter(probes.values()), {})
     samples = spec.encoder["crop_samples"]
     frames = samples // 160

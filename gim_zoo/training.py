@@ -264,7 +264,9 @@ def _train_audio(config, spec, run):
         spec.dataset, "test", config.data_dir,
         max_utterances=(config.max_examples or None) if spec.dataset == "librispeech" else None)
     if spec.objective == "supervised" and max(lab.max() for lab in labels) < 0:
-        raise ValueError(f"{spec.name} needs phone labels and {spec.dataset} has none here")
+        raise ValueError(f"{spec.name} needs phone labels and {spec.dataset} has none here "
+                         "(LibriSpeech: phone alignments are not supported for supervised "
+                         "training yet)")
 
     def waves(ds):
         if spec.objective == "supervised":
