@@ -106,3 +106,61 @@ def test_config_round_trip_and_weights(tiny_encoder, images, tmp_path):
                                rtol=1e-5, atol=1e-6)
     for a, b in zip(restored.weights, model.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def block_loss_gradients(model, images):
+    """grads[j][(i, b)]: norm of module j's loss gradient w.r.t. block b of module i."""
+    with tf.GradientTape(persistent=True) as tape:
+        losses = model.module_losses(images, training=True)
+    return {j: {(i, b): sum(0.0 if g is None else float(tf.norm(g))
+                            for g in tape.gradient(loss, layer.trainable_variables))
+                for i, module in enumerate(model.encoder.gim_modules)
+                for b, layer in enumerate(module.layers)}
+            for j, loss in losses.items()}
+
+
+@pytest.fixture
+def two_block_encoder():
+    from gim_zoo.registry import get
+
+    keras.utils.set_random_seed(0)
+    return get("gim-fmnist-resnet").build_encoder(stem_width=8, widths=(4, 4, 8),
+                                                  blocks=(1, 2, 2), expansion=2)
+
+
+def test_overlap_trains_the_first_block_of_the_next_module_only(two_block_encoder, images):
+    grads = block_loss_gradients(GreedyInfoMax(two_block_encoder, overlap=1, seed=0), images)
+    for j in range(3):
+        reached = {key for key, norm in grads[j].items() if norm > 0}
+        own = {(j, b) for b in range(len(two_block_encoder.gim_modules[j].layers))}
+        bridge = {(j + 1, 0)} if j < 2 else set()
+        assert reached == own | bridge, (j, reached)
+
+
+def test_overlap_with_train_module_fits_module_and_bridge(two_block_encoder, images):
+    model = GreedyInfoMax(two_block_encoder, overlap=1, train_module=1, seed=0)
+    model.compile(keras.optimizers.Adam(1e-2))
+    layers = [(i, b, layer) for i, m in enumerate(two_block_encoder.gim_modules)
+              for b, layer in enumerate(m.layers)]
+    before = {(i, b): [w.numpy().copy() for w in layer.weights] for i, b, layer in layers}
+    model.fit(images, batch_size=4, epochs=1, verbose=0)
+    changed = {(i, b) for i, b, layer in layers
+               if any(not np.array_equal(w.numpy(), w0)
+                      for w, w0 in zip(layer.weights, before[i, b]))}
+    assert changed == {(0, 0), (0, 1), (1, 0)}  # stem, block 1 of module 1; module 2's first
+
+
+def test_overlap_round_trips_and_refuses_what_it_cannot_do(two_block_encoder, images, tmp_path):
+    model = GreedyInfoMax(two_block_encoder, overlap=2, seed=0)
+    path = tmp_path / "loco.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.overlap == 2
+    # module 1's head scores module 2's channels (after its two blocks)
+    assert restored.heads[0].predictors.shape == model.heads[0].predictors.shape == (5, 8, 8)
+    for a, b in zip(restored.weights, model.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ValueError, match="overlap must be"):
+        GreedyInfoMax(two_block_encoder, overlap=3)
+    with pytest.raises(ValueError, match="isolated modules"):
+        GreedyInfoMax(two_block_encoder, overlap=1, isolate=False)

@@ -8,6 +8,7 @@ PY=${PYTHON:-python}
 SEED=${SEED:-0}
 GIM=runs/gim-fmnist-resnet-seed$SEED
 GIM8=runs/gim-fmnist-resnet-epoch8-seed$SEED
+if [ -z "${DEEP_ONLY:-}" ]; then
 
 # GIM: 8 epochs (CPC's budget), keep that encoder for the equal-budget row, then on to the
 # recipe's 16 epochs in the same run directory.
@@ -44,3 +45,41 @@ done
 $PY training/probe.py --random_init --model=gim-fmnist-resnet --labels_per_class=0 \
   --pool_to=1 --seed=$SEED --out_dir=$R/probes
 $PY training/report.py --runs=runs --seed=$SEED
+fi
+
+# --- Deeper modules (3 pre-activation blocks per module), one module at a time ---------
+# Each command is one resumable job of at most about 2 hours on 2 idle cores (about 12
+# epochs of one module at ~150-200 images/s); module k starts from module k-1's run.
+# `DEEP_ONLY=1 bash training/fmnist_results.sh` skips everything above (set it first).
+# Equal budget: every weight gets the same number of optimizer updates (12 epochs of
+# 60k images at batch 32): GIM and LoCo train each module for 12 epochs, CPC and the
+# supervised encoder train all modules together for 12 epochs (their steps cost ~3x).
+deep_modules() {  # MODEL: train modules 1..3 in turn, each from the previous run
+  local model=$1 prev=""
+  for k in 1 2 3; do
+    local run=runs/$model-m$k-seed$SEED
+    $PY training/train.py --model=$model --train_module=$k --epochs=12 --seed=$SEED \
+      --out_dir=$run ${prev:+--init_from=$prev} --verbose=2
+    prev=$run
+  done
+}
+deep_modules gim-fmnist-resnet-deep
+deep_modules loco-fmnist-resnet-deep
+for m in cpc-fmnist-resnet-deep supervised-fmnist-resnet-deep; do
+  for e in 6 12; do  # two jobs of ~2 hours each, in the same run directory
+    $PY training/train.py --model=$m --epochs=$e --seed=$SEED --out_dir=runs/$m-seed$SEED \
+      --verbose=2
+  done
+done
+# Probes: 3 probe seeds x (1%, 10%, 100% of the labels) x (3x3 grid, global pool).
+for probe_seed in 0 1 2; do
+  for pool in 3 1; do
+    for run in runs/gim-fmnist-resnet-deep-m3-seed$SEED runs/loco-fmnist-resnet-deep-m3-seed$SEED \
+        runs/cpc-fmnist-resnet-deep-seed$SEED runs/supervised-fmnist-resnet-deep-seed$SEED; do
+      $PY training/probe.py --run_dir=$run --labels_per_class=60,600,0 --pool_to=$pool \
+        --seed=$probe_seed
+    done
+    $PY training/probe.py --random_init --model=gim-fmnist-resnet-deep --labels_per_class=60,600,0 \
+      --pool_to=$pool --seed=$probe_seed --out_dir=runs/random-init-gim-fmnist-resnet-deep/probes
+  done
+done

@@ -7,6 +7,11 @@ head (Loewe, O'Connor, Veeling, NeurIPS 2019). The same class gives the paper's 
 the gradient tape, so their activations are freed at once: that is what makes
 module-at-a-time training need less memory (the official code keeps the graph alive).
 
+`overlap=n` is LoCo's remedy for greedy modules that are too shallow (Xiong, Ren, Urtasun,
+NeurIPS 2020): module k's loss is scored after the first n blocks of module k+1, so it
+also trains them and module k learns what the next module can use; each module's input
+is still cut off by `stop_gradient`. The last module's loss is unchanged.
+
 The losses and layers are written in keras.ops; only the train/test steps are
 backend-specific, in a mixin chosen when this module is imported: TensorFlow records the
 trained modules on a GradientTape; JAX runs Keras 3's stateless step, differentiating with
@@ -52,10 +57,9 @@ class _TensorFlowSteps:
             return tape, total, losses
         k = self.train_module - 1
         h = self._frozen_prefix(images)  # outside the tape: no activations kept
-        targets = self._targets(k, h)
         with tf.GradientTape() as tape:
-            h = self.encoder.gim_modules[k](h, training=True)
-            losses = {k: self._head_loss(k, self.encoder.module_grid(h, k), None, targets)}
+            losses = {k: self._module_loss(k, h, self.encoder.gim_modules[k](h, training=True),
+                                           training=True)}
         return tape, losses[k], losses
 
     def train_step(self, data):
@@ -155,8 +159,10 @@ class GreedyInfoMax(_BackendSteps, keras.Model):
       isolate: stop gradients between modules (GIM) or not (end-to-end).
       loss_modules: "all" (one InfoNCE per module) or "last" (CPC: one loss on top).
       autoregressor: use a row-causal context network before the last loss (CPC).
-      train_module: None trains every module; k (1-based) trains only module k.
+      train_module: None trains every module; k (1-based) trains only module k (and,
+        with overlap, the first `overlap` blocks of module k+1).
       seed: seed of the negative samplers.
+      overlap: LoCo overlap, in blocks of the next module (0: plain GIM).
     """
 
     def __init__(
@@ -170,6 +176,7 @@ class GreedyInfoMax(_BackendSteps, keras.Model):
         autoregressor=False,
         train_module=None,
         seed=None,
+        overlap=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -180,6 +187,13 @@ class GreedyInfoMax(_BackendSteps, keras.Model):
             raise ValueError(f"train_module must be in 1..{n}, got {train_module}")
         if train_module is not None and loss_modules == "last" and int(train_module) != n:
             raise ValueError("with loss_modules='last' only the last module has a loss to train")
+        self.overlap = int(overlap)
+        if self.overlap and (not isolate or getattr(encoder, "autoregressive_modules", ())):
+            raise ValueError("overlap needs isolated modules (isolate=True) of an encoder "
+                             "without context-network modules (e.g. PatchResNetEncoder)")
+        if self.overlap < 0 or any(self.overlap > len(m.layers)
+                                   for m in encoder.gim_modules[1:]):
+            raise ValueError(f"overlap must be in 0..(blocks of the next module), got {overlap}")
         self.encoder = encoder
         self.prediction_steps, self.negatives, self.skip = prediction_steps, negatives, skip
         self.isolate, self.loss_modules = bool(isolate), loss_modules
@@ -202,8 +216,9 @@ class GreedyInfoMax(_BackendSteps, keras.Model):
     def _build_heads(self):
         grid, channels = self.encoder.grid, self.encoder.output_channels
         for head, i in zip(self.heads, self.loss_indices):
-            target = channels[i - 1] if i in self._autoregressive else channels[i]
-            head.build((None, grid, grid, channels[i]), (None, grid, grid, target))
+            scored = channels[i + 1] if self._bridge(i) else channels[i]
+            target = channels[i - 1] if i in self._autoregressive else scored
+            head.build((None, grid, grid, scored), (None, grid, grid, target))
         if self.context_net is not None:
             self.context_net.build((None, grid, grid, channels[-1]))
         self.built = True
@@ -214,6 +229,19 @@ class GreedyInfoMax(_BackendSteps, keras.Model):
         input, the previous module's output, from their own output, as CPC's c_t
         predicts z_{t+k}. Every other module predicts its own output."""
         return tuple(getattr(self.encoder, "autoregressive_modules", ()))
+
+    def _bridge(self, i):
+        """The blocks of module i+1 that module i's loss also trains (LoCo overlap)."""
+        if not self.overlap or i >= self.encoder.num_modules - 1:
+            return []
+        return self.encoder.gim_modules[i + 1].layers[: self.overlap]
+
+    def _module_loss(self, i, module_input, h, training=False, negative_indices=None):
+        """InfoNCE of module i, given its input and output (through the overlap blocks)."""
+        for block in self._bridge(i):
+            h = block(h, training=training)
+        return self._head_loss(i, self.encoder.module_grid(h, i), negative_indices,
+                               self._targets(i, module_input))
 
     def _targets(self, i, module_input):
         if i not in self._autoregressive:
@@ -240,8 +268,7 @@ class GreedyInfoMax(_BackendSteps, keras.Model):
                 h = ops.stop_gradient(h)
             module_input, h = h, module(h, training=training)
             if i in self.loss_indices and (self.train_module is None or i == last - 1):
-                losses[i] = self._head_loss(i, self.encoder.module_grid(h, i), negative_indices,
-                                            self._targets(i, module_input))
+                losses[i] = self._module_loss(i, module_input, h, training, negative_indices)
         return losses
 
     def _head_loss(self, i, z, negative_indices, targets=None):
@@ -260,6 +287,8 @@ class GreedyInfoMax(_BackendSteps, keras.Model):
             variables += self.heads[self.loss_indices.index(k)].trainable_variables
         if self.context_net is not None and k == self.encoder.num_modules - 1:
             variables += self.context_net.trainable_variables
+        for block in self._bridge(k):
+            variables += block.trainable_variables
         return variables
 
     def _frozen_prefix(self, images):
@@ -277,9 +306,8 @@ class GreedyInfoMax(_BackendSteps, keras.Model):
             return ops.sum(ops.stack(list(losses.values()))), losses
         k = self.train_module - 1
         h = self._frozen_prefix(images)
-        targets = self._targets(k, h)
-        h = self.encoder.gim_modules[k](h, training=True)
-        loss = self._head_loss(k, self.encoder.module_grid(h, k), None, targets)
+        loss = self._module_loss(k, h, self.encoder.gim_modules[k](h, training=True),
+                                 training=True)
         return loss, {k: loss}
 
     def _record(self, total, losses):
@@ -300,6 +328,7 @@ class GreedyInfoMax(_BackendSteps, keras.Model):
             "autoregressor": self.context_net is not None,
             "train_module": self.train_module,
             "seed": self.seed,
+            "overlap": self.overlap,
         }
 
     @classmethod

@@ -1,0 +1,126 @@
+"""Training images/s against batch size: GIM (all modules, module at a time) and CPC.
+
+Each (configuration, batch size) runs in its own subprocess, one after another, on the
+same synthetic 28x28 batches (throughput does not depend on the pixels). The row
+"GIM, all modules, all-pairs InfoNCE" swaps in the earlier loss, which scored every
+context against every target of the batch (O(batch^2)), so the table shows the linear-
+cost loss against it in one run. "per-image cost flat" is images/s at the largest batch
+over images/s at batch 32.
+
+    python benchmarks/throughput.py                          # batch 32, 64, 128, 256
+    python benchmarks/throughput.py --batch_sizes=32,128 --steps=10   # quick look
+    python benchmarks/throughput.py --model=gim-fmnist-resnet-deep
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+CONFIGS = {  # key: (row label, settings)
+    "gim": ("GIM, all modules", dict()),
+    "gim-all-pairs": ("GIM, all modules, all-pairs InfoNCE (before)", dict(all_pairs=True)),
+    "gim-m1": ("GIM, module 1 only", dict(train_module=1)),
+    "gim-m2": ("GIM, module 2 only", dict(train_module=2)),
+    "gim-m3": ("GIM, module 3 only", dict(train_module=3)),
+    "cpc": ("CPC end-to-end", dict(cpc=True)),
+}
+
+
+def all_pairs_info_nce(context, transformed_targets, negative_indices):
+    """The earlier loss: a (P, P) score matrix, P = contexts in the batch, then the
+    sampled negatives picked from it. Same value as the gathered loss (tests/test_infonce)."""
+    from keras import ops
+
+    channels = transformed_targets.shape[-1]
+    positive = ops.sum(context * transformed_targets, axis=-1, keepdims=True)
+    queries = ops.reshape(context, (-1, channels))
+    keys = ops.reshape(transformed_targets, (-1, channels))
+    all_scores = ops.matmul(queries, ops.transpose(keys))
+    flat = ops.reshape(negative_indices, (ops.shape(queries)[0], -1))
+    negative = ops.reshape(ops.take_along_axis(all_scores, flat, axis=1),
+                           ops.shape(negative_indices))
+    logits = ops.concatenate([positive, negative], axis=-1)
+    return -ops.mean(ops.log_softmax(logits, axis=-1)[..., 0])
+
+
+def measure(config_name, model_name, batch_size, steps, warmup):
+    """Runs in the child: build, warm up, time `steps` training steps."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from gim_zoo import registry
+    from gim_zoo.models import infonce
+
+    config = CONFIGS[config_name][1]
+    if config.get("all_pairs"):
+        infonce.info_nce_from_scores = all_pairs_info_nce
+    keras.utils.set_random_seed(0)
+    name = model_name.replace("gim-", "cpc-", 1) if config.get("cpc") else model_name
+    model = registry.get(name).build_model(train_module=config.get("train_module"), seed=0)
+    model.compile(keras.optimizers.Adam(2e-4))
+    images = np.random.default_rng(0).integers(0, 256, (batch_size, 28, 28, 1))
+    data = tf.data.Dataset.from_tensors(images.astype("float32")).repeat()
+    model.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+    return {"images_per_s": batch_size * steps / (time.perf_counter() - start)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="gim-fmnist-resnet",
+                        help="registry name of the GIM model (CPC: the cpc- twin)")
+    parser.add_argument("--batch_sizes", default="32,64,128,256")
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help="comma-separated subset of: " + ", ".join(CONFIGS))
+    parser.add_argument("--steps", type=int, default=0,
+                        help="timed steps per cell; 0: enough for ~2048 images")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--batch_size", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.model, args.batch_size, args.steps,
+                                 args.warmup)))
+        return
+
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    names = [n for n in CONFIGS if n in args.configs.split(",")]
+    unknown = set(args.configs.split(",")) - set(CONFIGS)
+    if unknown:
+        parser.error(f"unknown configuration(s) {sorted(unknown)}; known: {list(CONFIGS)}")
+    table = {}
+    for name in names:
+        for batch in batch_sizes:
+            steps = args.steps or max(4, 2048 // batch)
+            cmd = [sys.executable, __file__, f"--child={name}", f"--model={args.model}",
+                   f"--batch_size={batch}", f"--steps={steps}", f"--warmup={args.warmup}"]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"{CONFIGS[name][0]}, batch {batch} failed:\n{out.stderr[-3000:]}")
+            table[name, batch] = json.loads(out.stdout.strip().splitlines()[-1])["images_per_s"]
+            print(f"measured {CONFIGS[name][0]}, batch {batch}: {table[name, batch]:.0f} images/s",
+                  file=sys.stderr, flush=True)
+
+    print(f"\n{args.model}: training images/s, {os.cpu_count()} CPU cores, "
+          f"synthetic 28x28 batches\n")
+    head = " | ".join(f"batch {b}" for b in batch_sizes)
+    print(f"| configuration | {head} | batch {batch_sizes[-1]} / batch {batch_sizes[0]} |")
+    print("|---|" + "---:|" * (len(batch_sizes) + 1))
+    for name in names:
+        cells = " | ".join(f"{table[name, b]:.0f}" for b in batch_sizes)
+        ratio = table[name, batch_sizes[-1]] / table[name, batch_sizes[0]]
+        print(f"| {CONFIGS[name][0]} | {cells} | {ratio:.2f} |")
+    if "gim" in names and "gim-all-pairs" in names:
+        cells = " | ".join(f"{table['gim', b] / table['gim-all-pairs', b]:.2f}x"
+                           for b in batch_sizes)
+        print(f"| GIM all modules: linear-cost / all-pairs | {cells} | |")
+
+
+if __name__ == "__main__":
+    main()
