@@ -5,7 +5,8 @@
 
 Writes gim_zoo/pretrained/NAME/ (config.json, metadata.json, model.weights.h5, README.md,
 metrics.json, encoder.tflite, encoder_int8.tflite), model_cards/NAME.md, and pins every
-file's sha256 in gim_zoo/pretrained/manifest.json.
+file's sha256 in gim_zoo/pretrained/manifest.json. With --out_dir=X only X is written
+(its card is X/README.md; the package's bundled copies, cards and manifest are untouched).
 """
 
 import os
@@ -35,18 +36,20 @@ CARDS_DIR = Path(__file__).resolve().parents[1] / "model_cards"
 
 def main(argv):
     f = flags.FLAGS
+    cards_dir = None if f.out_dir else CARDS_DIR  # --out_dir: write nothing else
     try:
         if f.ticket_dir:
             folder = package_ticket(f.model, f.ticket_dir, None if f.round < 0 else f.round,
-                                    f.out_dir or None, CARDS_DIR, f.data_dir or None, f.note)
+                                    f.out_dir or None, cards_dir, f.data_dir or None, f.note)
         elif f.run_dir:
-            folder = package_run(f.model, f.run_dir, f.out_dir or None, CARDS_DIR,
+            folder = package_run(f.model, f.run_dir, f.out_dir or None, cards_dir,
                                  f.data_dir or None, f.note, f.random_init_probes or None)
         else:
             raise ValueError("give --run_dir (a train.py run) or --ticket_dir (a lottery run)")
     except USER_ERRORS as e:
         sys.exit(f"error: {e}")
-    print(f"wrote {folder}; card in {CARDS_DIR / (f.model + '.md')}")
+    print(f"wrote {folder}; card in "
+          f"{(cards_dir or folder) / (f.model + '.md' if cards_dir else 'README.md')}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""Publish a zoo model folder to the Hugging Face Hub (create_repo + upload_folder).
+"""Publish a zoo model folder to the Hugging Face Hub (create_repo + one commit).
 
     python export/publish.py --folder=gim_zoo/pretrained/gim-fmnist-resnet \
         --repo_id=YOUR_ORG/gim-fmnist-resnet [--dry_run]
 
 The token comes from $HF_TOKEN or `hf auth login`; it is never printed or written. A folder
-without a model card (README.md) and metrics.json is refused.
+without a model card (README.md) and metrics.json is refused. Exactly the files that
+metadata.json lists (and metadata.json) are uploaded, each checked against its sha256;
+symbolic links are refused and anything else in the folder (.env, notes) stays local.
 """
 
 import os
@@ -14,7 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from gim_zoo.publishing import PublishError, plan_upload, publish  # noqa: E402
+from gim_zoo.publishing import (PublishError, plan_upload, publish,  # noqa: E402
+                                unlisted_files)
 
 flags.DEFINE_string("folder", None, "model folder to upload", required=True)
 flags.DEFINE_string("repo_id", None, "Hub repository, e.g. org/gim-fmnist-resnet", required=True)
@@ -28,11 +31,13 @@ def main(argv):
         files = plan_upload(f.folder)
         for path, size in files:
             print(f"{size:>10,d}  {path}")
+        for path in unlisted_files(f.folder):
+            print(f"not uploaded (not listed in metadata.json): {path}", file=sys.stderr)
         if f.dry_run:
             print(f"dry run: {len(files)} files would be uploaded to {f.repo_id}")
             return
         url = publish(f.folder, f.repo_id, private=f.private)
-    except PublishError as e:
+    except (PublishError, OSError) as e:
         sys.exit(f"error: {e}")
     print(f"published: {url}")
     print(f"pin it: set hub_repo={f.repo_id!r} for this model in gim_zoo/registry.py")

@@ -44,6 +44,8 @@ class AudioProbeConfig:
         "model": "registry audio model, for a random-init encoder (no --run_dir)",
         "module": "which module's output to probe (1-based); 0: the last (the GRU)",
         "steps": "Adam steps of each softmax probe",
+        "crop_samples": "samples per waveform crop fed to the encoder (16 kHz; 20480: the "
+                        "paper's 1.28 s); features are taken per 10 ms frame of each crop",
         "data_dir": "the speech corpus (default data/speech-corpus), or tfds' data dir "
                     "for LibriSpeech",
         "dataset": "espeak_speech (the synthetic corpus) or librispeech (train-clean-100 "

@@ -8,31 +8,87 @@ the same raw 0..255 images go in.
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 
-def _replace_atomically(tmp, path):
+class OutputExistsError(FileExistsError):
+    """The output path holds something an export will not replace."""
+
+
+def check_output(path, overwrite=False, directory=False):
+    """Refuse to replace what an export did not write: anything unless `overwrite`, and
+    never a symbolic link (an export replaces paths, it does not write through links),
+    a folder where a file goes, or a folder that is not a SavedModel."""
     path = Path(path)
-    if path.is_dir():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    if not os.path.lexists(path):
+        return
+    if path.is_symlink():
+        raise OutputExistsError(f"{path} is a symbolic link; exports never write through "
+                                "links: choose another --out")
+    if directory and not (path.is_dir() and (path / "saved_model.pb").is_file()):
+        raise OutputExistsError(f"{path} exists and is not a SavedModel; refusing to "
+                                "replace it: choose another --out")
+    if not directory and path.is_dir():
+        raise OutputExistsError(f"{path} is a folder; refusing to replace it with a file: "
+                                "choose another --out")
+    if not overwrite:
+        raise OutputExistsError(f"{path} already exists; pass --overwrite (overwrite=True) "
+                                "to replace it")
+
+
+def _os_error(e, path):
+    """`e` as an OSError that names `path` (one line: the path and the OS error)."""
+    if getattr(e, "filename", None):
+        return e
+    if e.errno is None:
+        return OSError(f"{path}: {e}")
+    return type(e)(e.errno, e.strerror or str(e), str(path))
+
+
+def _export_via_staging(path, overwrite, directory, write):
+    """write(staging path) in a fresh private folder next to `path`, then rename into
+    place. The staging folder (mkdtemp: a new, unique name, never a link) is removed on
+    any error, so nothing is left behind and nothing is written outside it."""
+    path = Path(path)
+    check_output(path, overwrite, directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
+    try:
+        staged = staging / path.name
+        write(staged)
+        check_output(path, overwrite, directory)  # nothing appeared meanwhile
+        if directory and path.exists():
+            old = staging / ".old"
+            os.rename(path, old)  # our own SavedModel (checked): moved aside, then deleted
+            os.rename(staged, path)
+        else:
+            os.replace(staged, path)  # a file: never onto a folder (checked)
+    except OSError as e:
+        raise _os_error(e, path) from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
-def export_saved_model(model, path):
-    """SavedModel with a `serve` signature taking images (batch, H, W, C) float32."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.export(str(tmp), format="tf_saved_model", verbose=False)
-    return _replace_atomically(tmp, path)
+def export_saved_model(model, path, overwrite=True):
+    """SavedModel with a `serve` signature taking images (batch, H, W, C) float32.
+
+    overwrite=False refuses an existing `path`; True replaces a SavedModel there, but
+    never another folder, a file or a symbolic link."""
+    return _export_via_staging(
+        path, overwrite, True,
+        lambda staged: model.export(str(staged), format="tf_saved_model", verbose=False))
 
 
 def export_tflite(model, path, quantize=None, representative_images=None, samples=200,
-                  sparse=False):
+                  sparse=False, overwrite=True):
     """Write a .tflite: quantize=None (fp32) or "int8" (needs representative_images).
+
+    overwrite=False refuses an existing `path`; True replaces a file there, but never a
+    folder or a symbolic link.
 
     sparse: let the converter store mostly-zero weight tensors in TFLite's sparse format
     (Optimize.EXPERIMENTAL_SPARSITY), which is what makes a pruned ticket's file smaller.
@@ -63,10 +119,9 @@ def export_tflite(model, path, quantize=None, representative_images=None, sample
     if sparse:
         options["optimizations"] = [*options.get("optimizations", []),
                                     tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    model.export(str(tmp), format="litert", verbose=False, **options)
-    return _replace_atomically(tmp, path)
+    return _export_via_staging(
+        path, overwrite, False,
+        lambda staged: model.export(str(staged), format="litert", verbose=False, **options))
 
 
 class TFLiteModel:

@@ -9,19 +9,48 @@ from gim_zoo.registry import UnknownModelError
 from gim_zoo.runs import ConfigMismatchError
 
 # Errors caused by the command line or the machine, reported as one line (no traceback).
+# OSError: read-only or full disks, a file where a folder should be (the message names
+# the path and the operating system's error).
 USER_ERRORS = (UnknownModelError, DatasetNotFoundError, ConfigMismatchError, ValueError,
-               FileNotFoundError, FloatingPointError)
+               OSError, FloatingPointError)
 
 
-def define_flags(config_cls):
-    """One absl flag per dataclass field, typed by its default; help from config_cls.HELP."""
-    helps = getattr(config_cls, "HELP", {})
+# Help for fields many configs share; a config's own HELP entry wins.
+COMMON_HELP = {
+    "seed": "random seed: initial weights, data order, augmentation, label subsets",
+    "batch_size": "examples per training batch",
+    "learning_rate": "Adam learning rate",
+    "epochs": "training epochs",
+    "verbose": "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch",
+    "data_dir": "Fashion-MNIST folder holding the four IDX .gz files (default: "
+                "$GIM_ZOO_FASHION_MNIST_DIR, then /usr/share/datasets/fashion-mnist), or a "
+                "tensorflow-datasets data dir",
+    "max_examples": "use only the first N training examples (quick runs, tests); 0: all",
+}
+
+
+def help_for(config_cls, name):
+    """The help text of field `name`: config_cls.HELP, then COMMON_HELP, else None."""
+    return getattr(config_cls, "HELP", {}).get(name, COMMON_HELP.get(name))
+
+
+def define_flags(config_cls, module_name=None, flag_values=None):
+    """One absl flag per dataclass field, typed by its default; help from config_cls.HELP
+    (or COMMON_HELP).
+
+    The flags are registered as the main script's own (module_name, default sys.argv[0]:
+    what absl calls the main module), so `script.py --help` lists them; otherwise absl
+    files them under gim_zoo.flags and shows them only with --helpfull."""
+    import sys
+
+    module_name = module_name or sys.argv[0]
     for field in dataclasses.fields(config_cls):
         default = field.default
-        help_text = helps.get(field.name, field.name.replace("_", " "))
+        help_text = help_for(config_cls, field.name) or field.name.replace("_", " ")
         definer = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
                    float: flags.DEFINE_float, str: flags.DEFINE_string}[type(default)]
-        definer(field.name, default, help_text)
+        definer(field.name, default, help_text, module_name=module_name,
+                flag_values=flags.FLAGS if flag_values is None else flag_values)
 
 
 def config_from_flags(config_cls):

@@ -13,7 +13,6 @@ round's trained weights are kept (`load_ticket`), so a ticket can be exported.
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
@@ -90,6 +89,14 @@ class LotteryConfig:
     verbose: int = 2
 
     HELP = {
+        "out_dir": "run directory (required; created, and re-running the same command "
+                   "resumes at the first unfinished round)",
+        "rounds": "pruning rounds: train, prune, rewind; round 0 is the dense network",
+        "epochs": "training epochs per round",
+        "batch_size": "examples per training batch",
+        "learning_rate": "Adam learning rate, every round",
+        "max_examples": "train on the first N training images only (quick runs, tests); "
+                        "0: all 60,000",
         "network": "lenet300, conv2, or a registered GIM encoder such as gim-fmnist-resnet "
                    "(pruned under its own InfoNCE losses, scored by a linear probe)",
         "rewind_step": "0: rewind to initialisation; k: to the weights after k steps",
@@ -226,9 +233,9 @@ def trained_weights_path(run_dir, r):
 
 
 def save_weights_atomically(model, path):
-    tmp = path.with_name(f".tmp-{path.name}")
-    model.save_weights(tmp)
-    os.replace(tmp, path)
+    from gim_zoo.runs import atomic_save_weights  # removes its temporary file on errors
+
+    atomic_save_weights(model, path)
 
 
 def _round_path(run, r):

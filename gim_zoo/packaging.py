@@ -43,6 +43,16 @@ def read_probes(probes_dir, seed=0, module=3, pool_to=1):
     return probes
 
 
+def check_trained(run_dir, trained):
+    """Refuse a run that is not complete or trained no epoch (nothing worth packaging)."""
+    if trained.get("status") != "complete":
+        raise ValueError(f"{run_dir} is not a complete run (status {trained.get('status')!r})")
+    epochs = trained.get("epochs_completed") or 0
+    if epochs < 1:
+        raise ValueError(f"{run_dir} trained {epochs} epochs: its weights are the random "
+                         "initialisation; train it (train.py --epochs=N, N >= 1) first")
+
+
 def run_metrics(run_dir, seed=0, module=None, pool_to=1, note="", random_init_probes=None):
     """metrics.json for a zoo folder, assembled from the run's own files.
 
@@ -52,8 +62,7 @@ def run_metrics(run_dir, seed=0, module=None, pool_to=1, note="", random_init_pr
     run = RunDirectory(run_dir)
     config = TrainConfig(**run.read_config())
     trained = run.read_metrics()
-    if trained.get("status") != "complete":
-        raise ValueError(f"{run_dir} is not a complete run (status {trained.get('status')!r})")
+    check_trained(run_dir, trained)
     probes = read_probes(Path(run_dir) / "probes", seed, module or 3, pool_to)
     baseline = (read_probes(random_init_probes, seed, module or 3, pool_to)
                 if random_init_probes else {})
@@ -114,6 +123,7 @@ def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None, note=
     config = TrainConfig(**run.read_config())
     if config.model != name:
         raise ValueError(f"{run_dir} trained {config.model!r}, not {name!r}")
+    check_trained(run_dir, run.read_metrics())  # before any work
     encoder = spec.build_encoder(**config.encoder_overrides())
     load_weights_checked(encoder, run.encoder_weights_path)
     if spec.is_audio:
@@ -196,7 +206,11 @@ def representative_inputs(spec, data_dir=None, count=200):
 
 
 def _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir, sparse=False):
+    """folder=None: the bundled copy, pinned in the package manifest. Any other folder is
+    all that is written (besides cards_dir when given): the manifest pins only the
+    bundled copies, which gim_zoo.load checks."""
     card = model_card.render(spec, metrics)
+    bundled = folder is None
     # images: the probe's pooled grid; audio: per-frame features, GRU unrolled for TFLite
     features = (encoder.export_model() if spec.is_audio
                 else encoder.feature_model(pool_to=spec.probe_pool_to))
@@ -210,7 +224,8 @@ def _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir, spars
             "encoder.tflite": fp32,
             "encoder_int8.tflite": int8,
         })
-    pin(spec.name, folder)
+    if bundled:
+        pin(spec.name, folder)
     if cards_dir:
         atomic_write_text(Path(cards_dir) / f"{spec.name}.md", card)
     return folder

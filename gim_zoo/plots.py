@@ -1,6 +1,7 @@
 """PNG plots of results people would rather see than read (headless: Agg backend)."""
 
 import csv
+import os
 from pathlib import Path
 
 import matplotlib
@@ -45,8 +46,16 @@ def save_figure(fig, out_path):
     """Save as PNG via a temporary file and rename (no half-written plots); close it."""
     fig.tight_layout()
     out_path = Path(out_path)
-    tmp = out_path.with_name(f".tmp-{out_path.name}")
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    tmp.replace(out_path)
+    tmp = out_path.with_name(f".tmp-{os.getpid()}-{out_path.name}")
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        tmp.replace(out_path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and not getattr(e, "filename", None):
+            raise (OSError(e.errno, e.strerror or str(e), str(out_path)) if e.errno
+                   else OSError(f"{out_path}: {e}")) from e
+        raise
+    finally:
+        plt.close(fig)
     return out_path

@@ -30,6 +30,7 @@ class ProbeConfig:
     batch_size: int = 256
     learning_rate: float = 1e-3
     seed: int = 0
+    seeds: str = ""
     data_dir: str = ""
     out_dir: str = ""
 
@@ -43,6 +44,10 @@ class ProbeConfig:
         "pool_to": "average-pool the patch grid to k x k before the softmax (1: global, "
                    "the paper's); 0: the model's registered probe pooling",
         "steps": "Adam steps (batches) of the softmax layer, whatever the label budget",
+        "seed": "probe seed: which labelled examples a budget draws, and the softmax's "
+                "initialisation and batch order (and the encoder with --random_init)",
+        "seeds": "several probe seeds, comma-separated (e.g. 0,1,2), sharing one encoding "
+                 "pass; overrides --seed (with --random_init the encoder is --seed's)",
         "out_dir": "where the result JSON goes (default: RUN_DIR/probes)",
     }
 
@@ -84,10 +89,22 @@ def parse_budgets(text):
     return budgets
 
 
+def parse_seeds(text):
+    """'0,1,2' -> [0, 1, 2]; refuses anything but distinct non-negative integers."""
+    try:
+        seeds = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds wants distinct non-negative integers like 0,1,2; got {text!r}")
+    return seeds
+
+
 def probe(config):
     """Fit and evaluate the linear probe for every budget; writes one JSON per budget and
     returns the list of result dicts."""
     budgets = parse_budgets(config.labels_per_class)
+    seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
     encoder, spec, out_dir = load_encoder(config)
     pool_to = config.pool_to or spec.probe_pool_to
     module = config.module or encoder.num_modules
@@ -95,28 +112,29 @@ def probe(config):
     test_images, test_labels = load_split(spec.dataset, "test", config.data_dir)
     # Each budget's examples are drawn from the full training split (the same ones as a
     # single-budget run); only their union is encoded.
-    subsets = {b: balanced_subset(train_labels, b or None, config.seed) for b in budgets}
+    subsets = {(s, b): balanced_subset(train_labels, b or None, s)
+               for s in seeds for b in budgets}
     union = np.unique(np.concatenate(list(subsets.values())))
     train = encode(encoder, module, image_pipeline(train_images[union], train_labels[union],
                                                    spec.dataset, batch_size=256), pool_to)
     test = encode(encoder, module, image_pipeline(test_images, test_labels, spec.dataset,
                                                   batch_size=256), pool_to)
     results = []
-    for budget in budgets:
-        keep = np.searchsorted(union, subsets[budget])
+    for seed, budget in subsets:
+        keep = np.searchsorted(union, subsets[seed, budget])
         _, metrics = probe_from_features(
             encoder, module, pool_to, (train[0][keep], train[1][keep]), test,
             num_classes=spec.num_classes, steps=config.steps, batch_size=config.batch_size,
-            learning_rate=config.learning_rate, seed=config.seed)
+            learning_rate=config.learning_rate, seed=seed)
         name = budget or "all"
         result = {
             "source": "random-init" if config.random_init else str(config.run_dir),
             "model": spec.name,
             "labels_per_class": name,
-            "seed": config.seed,
+            "seed": seed,
             **metrics,
         }
-        path = out_dir / f"labels{name}-module{module}-pool{pool_to}-seed{config.seed}.json"
+        path = out_dir / f"labels{name}-module{module}-pool{pool_to}-seed{seed}.json"
         atomic_write_json(path, result)
         results.append({**result, "path": str(path)})
     return results

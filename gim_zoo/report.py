@@ -50,6 +50,49 @@ def collect(runs_root, seed=0, pool_to=3):
     return rows, per_module
 
 
+def deep_sources(runs_root, seed=0):
+    """Rows of the 3-block-module comparison (training/fmnist_results.sh, deep section)."""
+    root = Path(runs_root)
+    return [
+        ("GIM, module at a time", root / f"gim-fmnist-resnet-deep-m3-seed{seed}"),
+        ("GIM + LoCo overlap, module at a time", root / f"loco-fmnist-resnet-deep-m3-seed{seed}"),
+        ("CPC (end-to-end)", root / f"cpc-fmnist-resnet-deep-seed{seed}"),
+        ("Supervised encoder, frozen", root / f"supervised-fmnist-resnet-deep-seed{seed}"),
+        ("Random init, frozen", root / "random-init-gim-fmnist-resnet-deep"),
+    ]
+
+
+def collect_over_probe_seeds(sources, pool_to):
+    """{row label: {budget: [accuracy per probe seed]}} of last-module probes that pooled
+    to pool_to x pool_to; a seed's repeated result (a re-run) counts once."""
+    rows = {}
+    for label, run_dir in sources:
+        seen = {}
+        for p in _probes(run_dir):
+            if p.get("pool_to", 1) == pool_to and p["module"] == 3:
+                seen[str(p["labels_per_class"]), p.get("seed")] = p["test_accuracy"]
+        for (budget, _), accuracy in sorted(seen.items()):
+            rows.setdefault(label, {}).setdefault(budget, []).append(accuracy)
+    return rows
+
+
+def markdown_over_seeds(rows):
+    """Mean and standard deviation over probe seeds, with the number of seeds."""
+    import numpy as np
+
+    def cell(values):
+        if not values:
+            return "-"
+        return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f} (n={len(values)})"
+
+    lines = ["| encoder | " + " | ".join(name for _, name in BUDGETS) + " |",
+             "|---|" + "---:|" * len(BUDGETS)]
+    for label, values in rows.items():
+        lines.append(f"| {label} | " + " | ".join(cell(values.get(b)) for b, _ in BUDGETS)
+                     + " |")
+    return "\n".join(lines)
+
+
 def training_table(runs_root, seed=0):
     lines = ["| run | epochs | train time (s) | examples | final test loss / accuracy |",
              "|---|---:|---:|---:|---|"]

@@ -6,6 +6,9 @@ the final weights and metrics.json. Re-running the same command resumes; re-runn
 a different configuration (other than more epochs) is refused instead of silently mixed.
 """
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import math
 import os
@@ -20,6 +23,27 @@ import numpy as np
 
 # Keys that may change between invocations of the same run (they don't change the result).
 RESUMABLE_KEYS = ("epochs", "rounds", "verbose")
+# Keys naming the run directory itself: the directory holding config.json is that run
+# whether it was named by a relative or an absolute path (or has been moved since).
+LOCATION_KEYS = ("out_dir",)
+
+
+def os_error_naming(e, path):
+    """`e` as an OSError whose message names `path` (one line: the path and the OS
+    error), for errors raised without a file name (h5py, fsync, a full disk)."""
+    if getattr(e, "filename", None):
+        return e
+    if e.errno is None:
+        return OSError(f"{path}: {e}")
+    return OSError(e.errno, e.strerror or str(e), str(path))
+
+
+def sha256_of(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write_text(path, text):
@@ -34,6 +58,9 @@ def atomic_write_text(path, text):
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise os_error_naming(e, path) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -51,19 +78,24 @@ def atomic_save_weights(model, path):
     try:
         model.save_weights(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise os_error_naming(e, path) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def save_weights_as_worker(model, path, chief=True, attrs=None):
+def save_weights_as_worker(model, path, chief=True, attrs=None, checksum=None):
     """atomic_save_weights on the chief; elsewhere the same save into a scratch directory
     that is deleted at once.
 
     Under MultiWorkerMirroredStrategy reading some variables to save them is a collective
     (a broadcast), so every worker must save; only the chief's copy is kept (TF's
     multi-worker checkpointing does the same). attrs: root attributes added to the file
-    before it is renamed into place."""
+    before it is renamed into place. checksum: a JSON file that records the new file's
+    sha256, and that of the file it replaces, written before the rename (see
+    ResumableBackup.verified_epochs)."""
     scratch = None if chief else Path(tempfile.mkdtemp(prefix="gim-zoo-worker-"))
     path = Path(path) if chief else scratch / Path(path).name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +108,16 @@ def save_weights_as_worker(model, path, chief=True, attrs=None):
             with h5py.File(tmp, "a") as f:
                 for key, value in attrs.items():
                     f.attrs[key] = value
+        if checksum and chief:
+            # Before the rename, so the weights file always matches one of the two.
+            atomic_write_json(checksum, {
+                "sha256": sha256_of(tmp),
+                "previous_sha256": sha256_of(path) if path.exists() else None,
+                "epoch": (attrs or {}).get(_EPOCH_ATTR)})
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise os_error_naming(e, path) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -94,6 +135,24 @@ class ConfigMismatchError(ValueError):
     """The run directory was made by a different configuration."""
 
 
+class RunLockedError(ValueError):
+    """Another process is running in this run directory."""
+
+
+class BackupError(ValueError):
+    """A run's backup is missing, damaged or disagrees with its history."""
+
+
+def _history_epochs(path):
+    """Distinct epochs recorded in a Keras CSVLogger file (0 without one)."""
+    import csv
+
+    if not os.path.exists(path):
+        return 0
+    with open(path, newline="") as f:
+        return len({row.get("epoch") for row in csv.DictReader(f)} - {None, ""})
+
+
 class RunDirectory:
     def __init__(self, path):
         self.path = Path(path)
@@ -105,6 +164,46 @@ class RunDirectory:
         self.weights_path = self.path / "model.weights.h5"
         self.encoder_weights_path = self.path / "encoder.weights.h5"
         self.loss_plot_path = self.path / "loss_curves.png"
+        self.lock_path = self.path / "run.lock"
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the run directory for one process (created if needed) until the block
+        ends. An flock on run.lock: released when the process dies, however it dies."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            raise os_error_naming(e, self.lock_path) from e
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                raise RunLockedError(
+                    f"{self.path} is in use by another process"
+                    f"{f' (pid {holder})' if holder else ''}: two processes would corrupt "
+                    "it. Wait for that one to finish, or use another --out_dir.") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield self
+        finally:
+            os.close(fd)  # releases the lock
+
+    def check_backup(self):
+        """Completed epochs of the backup, after checking it is whole (its sha256) and
+        agrees with history.csv; BackupError says what is wrong and how to recover."""
+        recovery = (f"To start the run over, delete {self.path} (or restore "
+                    f"{self.backup_dir} and {self.history_path.name} from a copy).")
+        backed_up = ResumableBackup.verified_epochs(self.backup_dir, recovery)
+        recorded = _history_epochs(self.history_path)
+        # history.csv is written just before the backup: it may be one epoch ahead.
+        if not backed_up <= recorded <= backed_up + 1:
+            raise BackupError(
+                f"{self.history_path} records {recorded} epoch{'s' * (recorded != 1)} but "
+                f"the backup in {self.backup_dir} holds {backed_up}: the backup or the "
+                f"history was deleted or replaced. {recovery}")
+        return backed_up
 
     def prepare(self, config, defaults=None, write=True):
         """Create the directory or check that it belongs to the same configuration.
@@ -116,7 +215,7 @@ class RunDirectory:
             saved = {**(defaults or {}), **self.read_config()}
             differ = sorted(
                 k for k in set(saved) | set(config)
-                if k not in RESUMABLE_KEYS and saved.get(k) != config.get(k)
+                if k not in RESUMABLE_KEYS + LOCATION_KEYS and saved.get(k) != config.get(k)
             )
             if differ:
                 details = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in differ)
@@ -187,6 +286,48 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
         self.write = write
 
     @staticmethod
+    def checksum_path(backup_dir):
+        return Path(backup_dir) / "latest.weights.h5.sha256"
+
+    @staticmethod
+    def verified_epochs(backup_dir, recovery=None):
+        """completed_epochs after checking the backup is whole: the weights file's sha256
+        is the one recorded beside it (or the one it was replacing, when a process died
+        between the two), and a backup that was committed has not since gone missing.
+        BackupError otherwise, saying what is wrong and how to recover."""
+        backup_dir = Path(backup_dir)
+        weights = backup_dir / "latest.weights.h5"
+        sidecar = ResumableBackup.checksum_path(backup_dir)
+        recovery = recovery or f"Delete {backup_dir} to start over."
+        recorded = None
+        if sidecar.exists():
+            try:
+                recorded = json.loads(sidecar.read_text())
+            except ValueError:
+                raise BackupError(f"{sidecar} is damaged (not JSON). {recovery}") from None
+        metadata = backup_dir / "training_metadata.json"
+        if not weights.exists():
+            if metadata.exists() or (recorded and recorded.get("previous_sha256")):
+                raise BackupError(
+                    f"{weights} is missing, but {backup_dir} records a completed backup: "
+                    f"resuming would restart from random weights. {recovery}")
+            return 0  # no backup yet (or the first one was never committed)
+        if recorded is None:
+            raise BackupError(
+                f"{weights} has no checksum ({sidecar.name} is missing: the backup is "
+                f"damaged, or was written by an older gim_zoo). {recovery}")
+        got = sha256_of(weights)
+        if got not in (recorded.get("sha256"), recorded.get("previous_sha256")):
+            raise BackupError(
+                f"{weights} failed its integrity check: sha256 {got[:12]}... but "
+                f"{sidecar.name} records {str(recorded.get('sha256'))[:12]}... The file is "
+                f"truncated or corrupted. {recovery}")
+        try:
+            return ResumableBackup.completed_epochs(backup_dir)
+        except (OSError, ValueError, KeyError) as e:
+            raise BackupError(f"{weights} cannot be read ({e}). {recovery}") from e
+
+    @staticmethod
     def completed_epochs(backup_dir):
         """Epochs a run in `backup_dir` has completed (0 without a backup): the epoch
         training resumes at, known before fit() so the data pipeline can start there."""
@@ -212,12 +353,14 @@ class ResumableBackup(keras.callbacks.BackupAndRestore):
                  for g in seed_generators(self.model)]
         save_weights_as_worker(self.model, self._weights_path, chief=self.write,
                                attrs={_EPOCH_ATTR: int(self._current_epoch),
-                                      _SEEDS_ATTR: json.dumps(seeds)})
+                                      _SEEDS_ATTR: json.dumps(seeds)},
+                               checksum=self.checksum_path(self.backup_dir))
         if self.write:
             atomic_write_json(self._training_metadata_path,
                               {"epoch": self._current_epoch, "batch": self._last_batch_seen})
 
     def _load_model(self):
+        self.verified_epochs(self.backup_dir)  # never resume from a damaged backup
         super()._load_model()
         if not os.path.exists(self._weights_path):
             return

@@ -10,8 +10,16 @@ Two actions on a pair of layers joined by an activation sigma:
   leaky ReLU): sigma(a z) = a sigma(z). Used on Dense/Conv pairs and inside our
   pre-activation ResNet blocks (reduce -> spatial -> expand, no normalisation layers).
 - `DataDependentGL`: for Dense layers, z -> z g^T with g in GL(n), and W2 changed as
-  little as possible so that sigma(z g^T) W2' = sigma(z) W2 on the teleport batch. Exact on that batch only, and
-  only when the batch is no larger than the width n (sigma(z g^T) must have full row rank).
+  little as possible so that sigma(z g^T) W2' = sigma(z) W2 on the teleport batch. Exact on
+  that batch only, and only when the batch is smaller than the width n (sigma(z g^T) must
+  have full row rank; at batch = n the new W2 is fixed by the batch alone, and the solve is
+  typically ill-conditioned: a 784-32-32-10 MLP teleported on 32 examples diverged).
+  The search never moves to a point where sigma(z g^T) has a condition number above
+  `max_condition` (default 1e3).
+
+Whatever the action, a point is taken only if the batch loss there is within
+`loss_tolerance` (relative, default 1e-5; 1e-6 absolute for losses near zero) of the loss
+before; the search stops at the first point that is not.
 
 The search runs a few normalised gradient steps on the group parameters (log-scales, or
 T in g = I + T), evaluating the model at transformed weights through `keras.StatelessScope`
@@ -80,31 +88,43 @@ def rescalable_pairs(model):
     return pairs
 
 
-def _sequential_pairs(layers):
-    pairs = []
+def _sequential_links(layers):
+    """[(first, activation, second)]: consecutive Dense/Conv layers of the same type joined
+    by ReLU / leaky ReLU, given as the first layer's `activation=` (activation None) or as a
+    separate ReLU / LeakyReLU / Activation layer between them (that layer)."""
+    links = []
     for i, first in enumerate(layers):
         if not _is_kernel_layer(first):
             continue
         rest = layers[i + 1:]
         if not rest:
             break
-        act = _activation_name(first)
+        act, between = _activation_name(first), None
         if act == "linear" and _activation_name(rest[0]) in HOMOGENEOUS \
                 and not _is_kernel_layer(rest[0]):
-            act, rest = _activation_name(rest[0]), rest[1:]
+            act, between, rest = _activation_name(rest[0]), rest[0], rest[1:]
         if act in HOMOGENEOUS and rest and type(rest[0]) is type(first):
-            pairs.append((first, rest[0]))
-    return pairs
+            links.append((first, between, rest[0]))
+    return links
 
 
-def gl_pairs(model):
-    """Dense -> Dense pairs of a Sequential model whose first layer applies ReLU / leaky
-    ReLU itself (the data-dependent GL(n) action needs the pre-activations)."""
+def _sequential_pairs(layers):
+    return [(first, second) for first, _, second in _sequential_links(layers)]
+
+
+def gl_links(model):
+    """[(first, activation layer or None, second)]: Dense -> Dense pairs of a Sequential
+    model joined by ReLU / leaky ReLU, as `activation=` of the first or as a separate
+    ReLU / LeakyReLU layer (the data-dependent GL(n) action needs the pre-activations)."""
     if not isinstance(model, keras.Sequential):
         raise ValueError("the data-dependent GL(n) action is implemented for Sequential "
                          f"MLPs; {model.name} is a {type(model).__name__}")
-    return [(a, b) for a, b in _sequential_pairs(model.layers)
-            if isinstance(a, keras.layers.Dense) and _activation_name(a) in HOMOGENEOUS]
+    return [link for link in _sequential_links(model.layers)
+            if isinstance(link[0], keras.layers.Dense)]
+
+
+def gl_pairs(model):
+    return [(first, second) for first, _, second in gl_links(model)]
 
 
 # --- the group actions --------------------------------------------------------------------
@@ -131,12 +151,15 @@ class ChannelRescaling:
 
 
 class DataDependentGL:
-    """g = I + T on the first layer's pre-activations; W2 re-fitted on the teleport batch."""
+    """g = I + T on the first layer's pre-activations; W2 re-fitted on the teleport batch.
 
-    def __init__(self, first, second):
+    `between`: the ReLU / LeakyReLU layer joining the pair, if the first layer does not
+    apply the activation itself."""
+
+    def __init__(self, first, second, between=None):
         self.first, self.second = first, second
         self.width = int(first.kernel.shape[-1])
-        self.activation = first.activation
+        self.activation = first.activation if between is None else between.call
         self.bias = first.bias if first.use_bias else None
         self.variables = [first.kernel, second.kernel] + ([self.bias] if self.bias is not None
                                                           else [])
@@ -144,28 +167,40 @@ class DataDependentGL:
     def identity(self):
         return ops.zeros((self.width, self.width))
 
+    def check_batch(self, size):
+        if size >= self.width:
+            raise ValueError(
+                f"GL(n) teleportation of {self.first.name} needs a teleport batch smaller "
+                f"than its width {self.width}; got {size} examples (at batch = width the "
+                "re-fitted weights are fixed by the batch alone and the solve is "
+                "ill-conditioned; use a smaller teleport batch, or group='rescale')")
+
+    def condition(self, t, context):
+        """2-norm condition number of sigma(z g^T), the matrix the re-fit inverts."""
+        z = ops.convert_to_numpy(context[id(self)]).astype("float64")
+        g = np.eye(self.width) + ops.convert_to_numpy(t).astype("float64")
+        new = ops.convert_to_numpy(self.activation(ops.convert_to_tensor(
+            (z @ g.T).astype("float32"))))
+        return float(np.linalg.cond(new.astype("float64")))
+
     def apply(self, values, t, context):
         z = context[id(self)]  # (B, n) pre-activations on the batch, unchanged by the others
-        if z.shape[0] > self.width:
-            raise ValueError(
-                f"GL(n) teleportation of {self.first.name} is exact only for a teleport "
-                f"batch no larger than its width {self.width}; got {z.shape[0]} examples "
-                "(use a smaller teleport batch, or group='rescale')")
+        self.check_batch(int(z.shape[0]))
         g_t = ops.transpose(ops.eye(self.width) + t)
         k1, k2 = id(self.first.kernel), id(self.second.kernel)
         values[k1] = ops.matmul(values[k1], g_t)
         if self.bias is not None:
             b1 = id(self.bias)
             values[b1] = ops.matmul(ops.expand_dims(values[b1], 0), g_t)[0]
-        new = self.activation(ops.matmul(z, g_t))  # (B, n), full row rank for B <= n
+        new = self.activation(ops.matmul(z, g_t))  # (B, n), full row rank for B < n
         old = self.activation(z)
         # The smallest change to W2 with new W2' = old W2 on the batch:
         # W2' = W2 + new^+ (old - new) W2, new^+ = new^T (new new^T)^-1 (B <= n). At g = I it
         # is W2 itself. (The paper's W2' = new^+ old W2 is also exact on the batch but, for
         # B < n, projects W2 onto the batch's activations even at g = I, which changes the
         # network on every other input.) A ridge of 1e-6 of the mean eigenvalue keeps the
-        # solve finite if g drifts near singular; its effect on the batch loss is far below
-        # the float32 tolerance of the tests.
+        # solve finite if g drifts near singular; the search refuses such points anyway
+        # (Teleporter.max_condition), where the ridge's effect on the loss is negligible.
         gram = ops.matmul(new, ops.transpose(new))
         gram = gram + 1e-6 * ops.trace(gram) / gram.shape[0] * ops.eye(gram.shape[0])
         residual = ops.matmul(old - new, values[k2])
@@ -175,17 +210,23 @@ class DataDependentGL:
 
 def actions_for(model, group="rescale"):
     if group == "rescale":
-        pairs, cls = rescalable_pairs(model), ChannelRescaling
-    elif group == "gl":
-        pairs, cls = gl_pairs(model), DataDependentGL
-    else:
-        raise ValueError(f"group must be 'rescale' or 'gl', got {group!r}")
-    if not pairs:
-        raise ValueError(
-            f"{model.name} has no layer pairs for the {group!r} symmetry: it needs Dense/Conv "
-            "layers joined by ReLU or leaky ReLU in a Sequential model, or pre-activation "
-            "bottleneck blocks")
-    return [cls(a, b) for a, b in pairs]
+        pairs = rescalable_pairs(model)
+        if not pairs:
+            raise ValueError(
+                f"{model.name} has no layer pairs for the 'rescale' symmetry: it needs "
+                "Dense/Conv layers joined by ReLU or leaky ReLU (activation= of the first, or "
+                "a ReLU / LeakyReLU layer between them) in a Sequential model, or "
+                "pre-activation bottleneck blocks")
+        return [ChannelRescaling(a, b) for a, b in pairs]
+    if group == "gl":
+        links = gl_links(model)
+        if not links:
+            raise ValueError(
+                f"{model.name} has no layer pairs for the 'gl' symmetry: it needs consecutive "
+                "Dense layers of a Sequential model joined by ReLU or leaky ReLU (activation= "
+                "of the first, or a ReLU / LeakyReLU layer between them)")
+        return [DataDependentGL(a, b, between) for a, between, b in links]
+    raise ValueError(f"group must be 'rescale' or 'gl', got {group!r}")
 
 
 # --- losses and objectives ----------------------------------------------------------------
@@ -203,10 +244,19 @@ def default_loss(model, batch):
 
 
 class Teleporter:
-    """Searches the orbit of `model`'s weights for a better `objective` on one batch."""
+    """Searches the orbit of `model`'s weights for a better `objective` on one batch.
+
+    loss_tolerance: a point of the orbit is taken only if the batch loss there differs from
+      the loss before by at most this fraction of it (1e-6 absolute for losses near 0).
+    max_condition: GL(n) only; a point is taken only if every re-fit there inverts a
+      matrix sigma(z g^T) with condition number at most this (ill-conditioned re-fits
+      preserve the batch loss but give huge weights, and training diverges from there).
+    The search stops at the first point that fails either; the best point before it is
+    kept (the identity, i.e. no move, if none).
+    """
 
     def __init__(self, model, group="rescale", objective="grad_norm", loss_fn=None,
-                 rho=0.05, perturbations=2, seed=0):
+                 rho=0.05, perturbations=2, seed=0, loss_tolerance=1e-5, max_condition=1e3):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         self.model, self.group, self.objective = model, group, objective
@@ -214,7 +264,34 @@ class Teleporter:
         self.actions = actions_for(model, group)
         self.variables = list(model.trainable_variables)
         self.rho, self.perturbations = float(rho), int(perturbations)
+        self.loss_tolerance, self.max_condition = float(loss_tolerance), float(max_condition)
         self._rng = np.random.default_rng(seed)
+
+    def check_batch(self, size):
+        """Raises ValueError if a teleport batch of `size` examples is outside the
+        condition of an action (GL(n): the batch must be smaller than the width)."""
+        for action in self.actions:
+            if hasattr(action, "check_batch"):
+                action.check_batch(int(size))
+
+    def condition(self, params, context):
+        """The largest condition number among the GL(n) re-fits at `params` (1 if none)."""
+        return max((a.condition(t, context) for a, t in zip(self.actions, params)
+                    if hasattr(a, "condition")), default=1.0)
+
+    def _refusal(self, params, context, batch, loss_before):
+        """Why the orbit point `params` may not be taken (None if it may)."""
+        condition = self.condition(params, context)
+        if not condition <= self.max_condition:
+            return f"condition number {condition:.3g} > {self.max_condition:.3g}"
+        loss = float(ops.convert_to_numpy(self.loss_at(self.transformed(params, context),
+                                                       batch)))
+        if not abs(loss - loss_before) <= self._tolerance(loss_before):
+            return f"batch loss {loss_before:.7g} -> {loss:.7g}"
+        return None
+
+    def _tolerance(self, loss):
+        return max(self.loss_tolerance * abs(loss), 1e-6)
 
     @property
     def touched_variables(self):
@@ -283,6 +360,7 @@ class Teleporter:
         """Move the model's weights to the best orbit point found; returns a record of the
         objective and the loss before and after."""
         batch = tuple(ops.convert_to_tensor(b) if b is not None else None for b in batch)
+        self.check_batch(ops.shape(batch[0])[0])
         context = self._context(batch)
         directions = self._directions() if self.objective != "grad_norm" else None
         sign = -1.0 if self.objective == "sharpness_min" else 1.0  # ascend on sign*score
@@ -290,9 +368,21 @@ class Teleporter:
         def objective(params):
             return sign * self.score(self.transformed(params, context), batch, directions)
 
+        before_values = [v.value for v in self.variables]
+        loss_before = float(ops.convert_to_numpy(self.loss_at(before_values, batch)))
         params = [a.identity() for a in self.actions]
-        best_value, best_params, start_value = None, params, None
+        best_value, best_params, start_value, stopped = None, params, None, None
+        start_condition = self.condition(params, context)
+        if not start_condition <= self.max_condition:  # every move from here is refused
+            steps = 0
+            stopped = (f"the start: condition number {start_condition:.3g} > "
+                       f"{self.max_condition:.3g} (use a smaller teleport batch)")
         for step in range(steps + 1):
+            if step > 0:  # the identity is the weights as they are
+                stopped = self._refusal(params, context, batch, loss_before)
+                if stopped is not None:
+                    stopped = f"search step {step}: {stopped}"
+                    break
             value, grads = value_and_grad(objective, params)
             # a pair the loss does not reach (e.g. a GIM module not being trained) stays put
             grads = [ops.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
@@ -301,6 +391,8 @@ class Teleporter:
                 start_value = value
             if best_value is None or value > best_value:
                 best_value, best_params = value, params
+            if not np.isfinite(value):
+                break
             if step == steps:
                 break
             norm = np.sqrt(sum(float(ops.convert_to_numpy(ops.sum(ops.square(g))))
@@ -309,17 +401,16 @@ class Teleporter:
                 break
             params = [p + (lr / norm) * g for p, g in zip(params, grads)]
 
-        before_values = [v.value for v in self.variables]
-        loss_before = float(ops.convert_to_numpy(self.loss_at(before_values, batch)))
         new_values = self.transformed(best_params, context)
         loss_after = float(ops.convert_to_numpy(self.loss_at(new_values, batch)))
-        # a safety net, not the symmetry's tolerance: refuse a move that changed the loss
-        # (a GL(n) solve gone bad, a layer pair the structure check got wrong)
-        applied = bool(np.isfinite(loss_after)
-                       and abs(loss_after - loss_before) <= 1e-3 * max(abs(loss_before), 1e-8))
+        # the search took only points within the tolerance; this also refuses a move whose
+        # "symmetry" changes the loss everywhere (a layer pair the structure check got wrong)
+        applied = bool(np.isfinite(loss_after) and start_condition <= self.max_condition
+                       and abs(loss_after - loss_before) <= self._tolerance(loss_before))
         if applied:
             for variable, value in zip(self.variables, new_values):
                 variable.assign(value)
         return {"objective": self.objective, "group": self.group, "applied": applied,
                 "before": sign * start_value, "after": sign * best_value if applied
-                else sign * start_value, "loss_before": loss_before, "loss_after": loss_after}
+                else sign * start_value, "loss_before": loss_before, "loss_after": loss_after,
+                "condition": self.condition(best_params, context), "stopped": stopped}

@@ -56,12 +56,17 @@ class TeleportConfig:
         "model": "mlp (leaky-ReLU 784-W-W-10) or gim-fmnist-resnet (its module 1 under "
                  "InfoNCE, rescaling group)",
         "optimizer": "sgd, adagrad or adam",
+        "teleport_steps": "gradient steps of the orbit search at each teleport",
+        "teleport_lr": "step size of the orbit search (on the group parameters)",
+        "width": "hidden units of each of the MLP's two hidden layers",
+        "epochs": "training epochs over --train_examples",
+        "batch_size": "examples per training batch",
         "learning_rate": "optimizer learning rate; 0: sgd 0.05, adagrad 0.05, adam 1e-3",
         "teleport": "teleport at --at_steps (off: the baseline with the same everything else)",
         "group": "gl (data-dependent GL(n), exact on the teleport batch) or rescale",
         "objective": "grad_norm (convergence), sharpness_min or sharpness_max",
-        "at_steps": "optimizer steps before which to teleport, comma-separated",
-        "teleport_batch": "examples per teleport (gl: at most --width)",
+        "at_steps": "steps of the run before which to teleport, comma-separated",
+        "teleport_batch": "examples per teleport (gl: fewer than --width)",
         "optimizer_state": "reset (zero the teleported variables' slots) or keep",
         "train_examples": "first N Fashion-MNIST training images",
         "eval_every": "steps between full training-subset loss evaluations",
@@ -132,9 +137,10 @@ def _check(config):
     if config.optimizer_state not in ("reset", "keep"):
         raise ValueError(f"optimizer_state must be 'reset' or 'keep', got "
                          f"{config.optimizer_state!r}")
-    if config.group == "gl" and config.teleport_batch > config.width:
-        raise ValueError(f"GL(n) teleports are exact only for teleport_batch <= width "
-                         f"({config.width}); got {config.teleport_batch}")
+    if config.group == "gl" and config.teleport_batch >= config.width:
+        raise ValueError(f"GL(n) teleports need teleport_batch < width ({config.width}); got "
+                         f"{config.teleport_batch} (at batch = width the re-fit is "
+                         "ill-conditioned)")
     if config.model != "mlp":
         spec = registry.get(config.model)
         if spec.objective == "supervised" or spec.dataset != "fashion_mnist":

@@ -4,9 +4,11 @@
 is the run's config.json, and a run directory only resumes the same configuration.
 """
 
+import contextlib
 import dataclasses
 import math
 import os
+import sys
 
 import keras
 import numpy as np
@@ -43,11 +45,31 @@ class TrainConfig:
     strategy: str = ""  # "": one device; "mirrored"; "multi_worker" (TF_CONFIG)
     cpu_devices: int = 0  # >1: split the CPU into this many logical devices
     verbose: int = 1
+    final_eval_examples: int = 0  # 0: the whole test split
 
     HELP = {
         "model": "registry name, e.g. gim-fmnist-resnet, cpc-fmnist-resnet, "
-                 "supervised-fmnist-resnet",
-        "out_dir": "run directory (created; re-running the same command resumes it)",
+                 "supervised-fmnist-resnet (`python -m gim_zoo list`)",
+        "out_dir": "run directory (created; re-running the same command resumes it, or says "
+                   "that the run is complete)",
+        "epochs": "training epochs; 0: the model's registered number (`python -m gim_zoo "
+                  "info MODEL`, e.g. 16 for gim-fmnist-resnet). Raising it on a finished "
+                  "run trains the extra epochs",
+        "batch_size": "images (or audio crops) per batch, all replicas together; 0: the "
+                      "model's registered batch size",
+        "learning_rate": "Adam learning rate; 0: the model's registered one",
+        "seed": "random seed: initial weights, data order and augmentation, InfoNCE "
+                "negatives, label subsets",
+        "max_examples": "train on the first N training examples only (quick runs, tests); "
+                        "0: the whole training split",
+        "labels_per_class": "supervised models: train on this many labelled images per "
+                            "class (class-balanced subset); 0: every label",
+        "eval_examples": "test examples for the validation loss after every epoch; 0: all",
+        "final_eval_examples": "test examples for the final evaluation written to "
+                               "metrics.json (image models: the first N; audio: the first N "
+                               "utterances); 0: the whole test split",
+        "stem_width": "channels of the encoder's stem convolution; 0: the registry's",
+        "verbose": "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch",
         "train_module": "train only this module (1-based); earlier modules run frozen",
         "data_dir": "dataset folder: Fashion-MNIST IDX files or a tfds data dir; for audio "
                     "models the speech corpus (default data/speech-corpus)",
@@ -65,18 +87,39 @@ class TrainConfig:
     }
 
     def resolved(self):
-        """Fill registry defaults so config.json records the values actually used."""
+        """Fill registry defaults so config.json records the values actually used.
+
+        Checks every value first (ValueError naming the flag), so a bad command line
+        writes nothing: no config.json that would then block the corrected command."""
         spec = registry.get(self.model)
         if not self.out_dir:
             raise ValueError("--out_dir is required")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        return dataclasses.replace(
+        for name in ("epochs", "batch_size", "max_examples", "labels_per_class",
+                     "eval_examples", "stem_width", "cpu_devices", "train_module", "seed",
+                     "final_eval_examples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0 (0: the default), got "
+                                 f"{getattr(self, name)}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0):
+            raise ValueError(f"--learning_rate must be a finite number >= 0 (0: the "
+                             f"registry's), got {self.learning_rate}")
+        overrides = self.encoder_overrides()
+        modules = len(overrides.get("widths", spec.encoder.get("widths", ())))
+        if modules and self.train_module > modules:
+            raise ValueError(f"--train_module must be between 0 and {modules} (the encoder's "
+                             f"modules), got {self.train_module}")
+        config = dataclasses.replace(
             self,
             epochs=self.epochs or spec.epochs,
             batch_size=self.batch_size or spec.batch_size,
             learning_rate=self.learning_rate or spec.learning_rate,
         )
+        if config.max_examples and config.batch_size > config.max_examples:
+            raise ValueError(f"--batch_size ({config.batch_size}) must not exceed "
+                             f"--max_examples ({config.max_examples}): no full batch to train on")
+        return config
 
     def encoder_overrides(self):
         overrides = {}
@@ -85,7 +128,13 @@ class TrainConfig:
         for key in ("widths", "blocks"):
             value = getattr(self, key)
             if value:
-                overrides[key] = tuple(int(v) for v in value.split(","))
+                try:
+                    overrides[key] = tuple(int(v) for v in value.split(","))
+                except ValueError:
+                    raise ValueError(f"--{key} must be comma-separated integers like 64,128,"
+                                     f"256, got {value!r}") from None
+                if min(overrides[key]) < 1:
+                    raise ValueError(f"--{key} must be positive integers, got {value!r}")
         return overrides
 
 
@@ -134,13 +183,35 @@ def train(config):
     spec = registry.get(config.model)
     strategy = make_strategy(config.strategy, config.cpu_devices)
     run = RunDirectory(config.out_dir)
-    run.prepare(dataclasses.asdict(config), defaults=dataclasses.asdict(TrainConfig()),
-                write=is_chief(strategy))
-    keras.utils.set_random_seed(config.seed)
-    with strategy.scope():  # the model, its optimizer and metrics are built under it
-        if spec.is_audio:
-            return _train_audio(config, spec, run)
-        return _train_images(config, spec, run)
+    chief = is_chief(strategy)
+    # The chief holds the run directory for the whole run: a second train.py on the same
+    # --out_dir is refused (the other workers of its own cluster only read it).
+    with run.lock() if chief else contextlib.nullcontext():
+        run.prepare(dataclasses.asdict(config), defaults=dataclasses.asdict(TrainConfig()),
+                    write=chief)
+        run.check_backup()  # a damaged backup is refused, never resumed
+        finished = _already_complete(run, config)
+        if finished is not None:  # nothing to train or evaluate again
+            return finished
+        keras.utils.set_random_seed(config.seed)
+        with strategy.scope():  # the model, its optimizer and metrics are built under it
+            if spec.is_audio:
+                return _train_audio(config, spec, run)
+            return _train_images(config, spec, run)
+
+
+def _already_complete(run, config):
+    """metrics.json of a run that has trained all config.epochs epochs and written its
+    final weights and evaluation (the same command re-run), else None."""
+    metrics = run.read_metrics()
+    epochs_done = metrics.get("epochs_completed", 0)
+    if (metrics.get("status") != "complete" or epochs_done < config.epochs
+            or not run.encoder_weights_path.exists()):
+        return None
+    print(f"{run.path} is already complete ({epochs_done} epochs trained and evaluated); its "
+          f"metrics are in {run.metrics_path}. Nothing to do: raise --epochs to train "
+          "further, or use another --out_dir.", file=sys.stderr, flush=True)
+    return metrics
 
 
 def make_strategy(name, cpu_devices=0):
@@ -235,13 +306,14 @@ def _train_images(config, spec, run):
     else:  # a tf.data split (STL-10): reshuffled per process, resumes are not exact
         train_ds = image_pipeline(train_images, train_labels, spec.dataset, training=True,
                                   batch_size=config.batch_size, seed=config.seed)
-    test_ds = image_pipeline(test_images, test_labels, spec.dataset, batch_size=256)
-    if test_labels is None:  # a tf.data split (STL-10)
-        val_ds = image_pipeline(test_images.take(n_val or -1), None, spec.dataset,
-                                batch_size=256)
-    else:
-        val_ds = image_pipeline(test_images[:n_val], test_labels[:n_val], spec.dataset,
-                                batch_size=256)
+
+    def first_test_images(n):  # None: all; STL-10's test split is a tf.data source
+        if test_labels is None:
+            return image_pipeline(test_images.take(n or -1), None, spec.dataset, batch_size=256)
+        return image_pipeline(test_images[:n], test_labels[:n], spec.dataset, batch_size=256)
+
+    test_ds = first_test_images(config.final_eval_examples or None)  # final evaluation
+    val_ds = first_test_images(n_val)  # per-epoch validation loss
     if not supervised:
         train_ds, val_ds, test_ds = images_only(train_ds), images_only(val_ds), images_only(test_ds)
     train_ds, val_ds, test_ds = (_shard_by_data(d) for d in (train_ds, val_ds, test_ds))
@@ -280,7 +352,12 @@ def _train_audio(config, spec, run):
     model = spec.build_model(config.encoder_overrides(), config.train_module or None,
                              seed=config.seed,
                              num_classes=1 + max(lab.max() for lab in labels + test_labels))
-    return _fit(config, spec, run, model, train_ds, test_ds, test_ds, len(audio))
+    final_ds = test_ds
+    if config.final_eval_examples:  # the final evaluation on the first N utterances
+        n = config.final_eval_examples
+        final_ds = waves(crops_dataset(test_audio[:n], test_speakers[:n], test_labels[:n],
+                                       crop, batch_size=config.batch_size, training=False))
+    return _fit(config, spec, run, model, train_ds, test_ds, final_ds, len(audio))
 
 
 def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
@@ -333,8 +410,13 @@ def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
     encoder = model.encoder
     save_weights_as_worker(model, run.weights_path, chief)  # every worker saves, the
     save_weights_as_worker(encoder, run.encoder_weights_path, chief)  # chief's is kept
+    if config.verbose:
+        share = (f"the first {config.final_eval_examples:,} examples of "
+                 if config.final_eval_examples else "all of ")
+        print(f"final evaluation on {share}the test split (--final_eval_examples) ...",
+              flush=True)
     final = {f"test_{k}": float(v) for k, v in
-             model.evaluate(test_ds, verbose=0, return_dict=True).items()}
+             model.evaluate(test_ds, verbose=config.verbose, return_dict=True).items()}
     if not chief:  # every worker evaluates (a collective); only the chief records
         return {"status": "worker (the chief wrote the run directory)", **final}
     epochs_done = _epochs_in_history(run)

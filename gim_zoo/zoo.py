@@ -7,37 +7,78 @@
 """
 
 import json
+import os
+import warnings
 from pathlib import Path
 
+import keras
+
 from gim_zoo import hub, registry
+from gim_zoo.catalog import info  # noqa: F401  (TensorFlow-free; gim_zoo.info is it)
+from gim_zoo.hub import (InstallationError, IntegrityError, ModelMismatchError,  # noqa: F401
+                         WeightsNotAvailableError)
 from gim_zoo.model_folder import load_weights_checked, read_encoder
+from gim_zoo.models.input_checks import (InputRangeWarning, check_images,  # noqa: F401
+                                         check_waveforms)
+from gim_zoo.registry import UnknownModelError  # noqa: F401  (re-exported for users)
 
 
-def load(name, weights="pretrained", revision=None, hub_repo=None, local_dir=None,
-         cache_dir=None, endpoint=None):
+class UnverifiedFolderWarning(UserWarning):
+    """A model folder loaded without sha256 pins (it has no metadata.json)."""
+
+
+def load(name: str, weights: str | os.PathLike | None = "pretrained",
+         revision: str | None = None, hub_repo: str | None = None,
+         local_dir: str | os.PathLike | None = None,
+         cache_dir: str | os.PathLike | None = None, endpoint: str | None = None,
+         allow_other_architecture: bool = False) -> keras.Model:
     """A Keras encoder: image models take raw 0..255 images and give a (B, 7, 7, C) patch
     grid; audio models take (B, samples) 16 kHz waveforms and give (B, samples // 160, C).
 
-    weights: "pretrained" (local folder -> Hub -> bundled copy, sha256-verified), None
-      (random init), or a path: a model folder or a `.weights.h5` file (e.g. a run's
-      encoder.weights.h5).
+    weights: "pretrained" (local folder -> Hub -> bundled copy, sha256-verified against the
+      package's manifest), None (random init), or a path: a model folder or a
+      `.weights.h5` file (e.g. a run's encoder.weights.h5).
     revision, hub_repo, cache_dir, endpoint: Hub options (a branch, tag or commit sha).
     local_dir: a folder holding this model's files (or one sub-folder per model).
+    allow_other_architecture: for weights=FOLDER only. A folder must hold `name`'s encoder
+      class, and by default its registered architecture (widths, blocks, image size...);
+      pass True to load your own run of another size under this name. The class is always
+      checked. A folder's files are checked against its own metadata.json (which guards
+      against damage, not against tampering: only the package's manifest is a trust
+      anchor); a folder without one loads with an UnverifiedFolderWarning.
+
+    Raises:
+        UnknownModelError: `name` is not in the registry (the message lists close matches).
+        WeightsNotAvailableError: weights="pretrained" but the model is not published, or
+            no source (local folder, Hub, bundled copy) holds it.
+        IntegrityError: a file differs from its pinned sha256 or is missing, or a list of
+            pins names a path outside its folder.
+        InstallationError: the package manifest (gim_zoo/pretrained/manifest.json) is
+            missing or unreadable (weights="pretrained").
+        ModelMismatchError: the folder holds another encoder class, or another
+            architecture without allow_other_architecture=True.
+        FileNotFoundError: `weights` is no folder, no file and not "pretrained".
+        ValueError: a weights file or config.json that does not load.
     """
     spec = registry.get(name)
     if weights is None:
         return spec.build_encoder()
-    if weights == "pretrained":
+    if isinstance(weights, str) and weights == "pretrained":
         folder = hub.resolve(name, hub_repo or spec.hub_repo, revision, local_dir, cache_dir,
                              endpoint)
-        return read_encoder(folder)
+        # every file, config.json included, matches the package's pins for `name`: the
+        # architecture is the published one; the class is still checked
+        return read_encoder(folder, spec, allow_other_architecture=True)
     path = Path(weights)
     if path.is_dir():
-        metadata = path / "metadata.json"
-        if metadata.exists():
-            files = json.loads(metadata.read_text()).get("files", {})
-            hub.verify_folder(path, files)
-        return read_encoder(path)
+        if (path / "metadata.json").is_file():
+            hub.verify_folder(path, hub.folder_pins(path))
+            _warn_if_named_otherwise(path, name)
+        else:
+            warnings.warn(
+                f"{path} has no metadata.json: its files are not sha256-verified (no pins to "
+                "check them against); loading it as is", UnverifiedFolderWarning, stacklevel=2)
+        return read_encoder(path, spec, allow_other_architecture)
     if path.is_file():
         encoder = spec.build_encoder()
         load_weights_checked(encoder, path)
@@ -46,24 +87,11 @@ def load(name, weights="pretrained", revision=None, hub_repo=None, local_dir=Non
         f"weights={weights!r} is neither 'pretrained', None, a model folder nor a weights file")
 
 
-def info(name):
-    """What the zoo knows about `name`: spec, pinned files, and measured metrics if bundled."""
-    spec = registry.get(name)
-    details = {
-        "name": spec.name,
-        "objective": spec.objective,
-        "dataset": spec.dataset,
-        "summary": spec.summary,
-        "paper": spec.paper,
-        "license": spec.license,
-        "encoder": dict(spec.encoder),
-        "training": {"epochs": spec.epochs, "batch_size": spec.batch_size,
-                     "learning_rate": spec.learning_rate,
-                     "command": spec.training_command()},
-        "hub_repo": spec.hub_repo,
-        "pretrained_files": hub.pinned_files(name),
-    }
-    metrics = hub.BUNDLED_DIR / name / "metrics.json"
-    if metrics.exists():
-        details["metrics"] = json.loads(metrics.read_text())
-    return details
+def _warn_if_named_otherwise(folder, name):
+    try:
+        saved_as = json.loads((folder / "metadata.json").read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        return
+    if saved_as and saved_as != name:
+        warnings.warn(f"{folder}'s metadata.json says it holds {saved_as!r}, not {name!r}; "
+                      f"loading it as {name!r} all the same", UserWarning, stacklevel=3)

@@ -32,3 +32,13 @@ def tiny_encoder():
 def images():
     rng = np.random.default_rng(0)
     return rng.uniform(0, 255, size=(4, 28, 28, 1)).astype("float32")
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    """A local stand-in of the Hub's HTTP API (loopback only), the client pointed at it."""
+    from tests.hf_standin import HubStandIn, isolate_client
+
+    isolate_client(monkeypatch)
+    with HubStandIn(token="hf_secret_test_token") as server:
+        yield server

@@ -71,6 +71,7 @@ def test_gradients_are_isolated_between_modules():
     assert first is not None and np.any(first)
 
 
+@pytest.mark.slow
 def test_tiny_training_lowers_every_module_loss():
     model = GreedyInfoMax(tiny_encoder(), prediction_steps=3, negatives=4, skip=0, seed=0)
     model.compile(keras.optimizers.Adam(3e-3))

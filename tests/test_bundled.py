@@ -32,6 +32,7 @@ def test_bundled_models_load_offline_and_are_pinned(name):
     assert (hub.BUNDLED_DIR / name / "model.weights.h5").stat().st_size < 5 * 2**20
 
 
+@pytest.mark.slow
 def test_bundled_tflite_files_agree_with_keras(fmnist_test_images):
     images, _ = fmnist_test_images
     features = gim_zoo.load(NAME).feature_model(pool_to=3)
@@ -54,6 +55,7 @@ def test_card_and_metrics_come_from_the_run():
     assert f"value: {round(metrics['linear_probe']['all']['test_accuracy'], 4)}" in card
 
 
+@pytest.mark.slow
 def test_bundled_gim_ticket_is_as_sparse_as_its_metrics_say(fmnist_test_images):
     name = "gim-fmnist-resnet-ticket"
     folder = hub.BUNDLED_DIR / name

@@ -14,13 +14,16 @@ arithmetic (2 replicas of B/2, same seeds), so they are compared to float roundi
 """
 
 import json
-import subprocess
 import sys
 
 import numpy as np
+import pytest
 
+from tests import subprocs
 from tests.training_procs import (ROOT, cached_run, env, final_logs, leftovers,
                                   max_abs_difference, weights)
+
+pytestmark = pytest.mark.slow  # training processes
 
 EPOCHS = ["--epochs=3"]
 
@@ -80,9 +83,7 @@ print(json.dumps({"mean": relative_error(0.5), "sum": relative_error(1.0),
 
 
 def test_one_mirrored_step_is_the_mean_of_the_replicas_gradients():
-    proc = subprocess.run([sys.executable, "-c", ONE_STEP], capture_output=True, text=True,
-                          timeout=150, env=env(), cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocs.run([sys.executable, "-c", ONE_STEP], env=env(), cwd=ROOT)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2
     # Tolerance 1e-4 relative to the update: graph vs eager kernels and the all-reduce's

@@ -1,8 +1,11 @@
 """Patches, the encoder's module outputs, input checks and serialisation."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from gim_zoo.models.patches import GridAveragePool, ImagePatches
 from gim_zoo.models.resnet import PatchResNetEncoder
@@ -73,3 +76,67 @@ def test_paper_configuration_builds():
     enc = spec.build_encoder(**{**TINY_ENCODER, "blocks": (3, 4, 6)})
     assert enc.grid == 7 and enc.image_size == 64
     assert [len(m.layers) for m in enc.gim_modules] == [4, 4, 6]  # stem + 3 blocks, 4, 6
+
+
+# --- issue 16: the encoder knows its input range; checks on concrete arrays only ---------
+
+
+def _image_paths(encoder):
+    features = encoder.feature_model(pool_to=3)
+    return {"call": encoder, "predict": lambda x: encoder.predict(x, verbose=0),
+            "feature_model": features,
+            "feature_model.predict": lambda x: features.predict(x, verbose=0)}
+
+
+def test_nan_images_are_refused_and_scaled_images_warn(tiny_encoder, images):
+    from gim_zoo.models.input_checks import InputRangeWarning, check_images
+
+    bad = images.copy()
+    bad[1, 3, 4, 0] = np.nan
+    for run in _image_paths(tiny_encoder).values():
+        with pytest.raises(ValueError, match="1 NaN or inf value"):
+            run(bad)
+        with pytest.warns(InputRangeWarning, match=r"max 1\).*raw 0\.\.255 pixels"):
+            run(images / images.max())
+    with pytest.raises(ValueError, match="NaN or inf"):
+        check_images(bad, tiny_encoder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputRangeWarning)
+        tiny_encoder(images)  # raw pixels: silent
+        tiny_encoder(np.zeros((2, 28, 28, 1), "float32"))  # a blank image is not "scaled"
+        # traced (tf.function, export, TFLite): the check is Python-side only, not in the graph
+        traced = tf.function(tiny_encoder.feature_model(pool_to=3))
+        out = np.asarray(traced(bad))
+        assert np.isnan(out[1]).any() and np.isfinite(out[0]).all()
+
+
+def test_empty_batch_gives_empty_features(tiny_encoder):
+    empty = np.zeros((0, 28, 28, 1), "float32")
+    assert tiny_encoder.predict(empty, verbose=0).shape == (0, 7, 7, 16)
+    assert tiny_encoder.feature_model(pool_to=3).predict(empty, verbose=0).shape == (0, 144)
+
+
+def test_predict_with_a_wrong_shape_names_expected_and_got(tiny_encoder):
+    for bad in (np.zeros((2, 32, 32, 3), "float32"), np.zeros((2, 28, 28), "float32")):
+        with pytest.raises(ValueError, match=r"expects images of shape \(batch, 28, 28, 1\)"
+                                             r".*got shape \(2, ") as e:
+            tiny_encoder.predict(bad, verbose=0)
+        assert "Exception encountered" not in str(e.value)  # our message, not Keras' wrapper
+
+
+def test_audio_input_checks():
+    from gim_zoo.models.audio import AudioEncoder
+    from gim_zoo.models.input_checks import InputRangeWarning
+
+    encoder = AudioEncoder(channels=4, gru_units=4, crop_samples=1600)
+    waves = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 1600)).astype("float32")
+    bad = waves.copy()
+    bad[0, 7] = np.inf
+    for run in (encoder, lambda x: encoder.predict(x, verbose=0), encoder.feature_model()):
+        with pytest.raises(ValueError, match="NaN or inf"):
+            run(bad)
+        with pytest.warns(InputRangeWarning, match=r"\[-1, 1\]"):
+            run(waves * 32768)  # int16 PCM, not scaled
+    assert encoder.predict(np.zeros((0, 1600), "float32"), verbose=0).shape == (0, 10, 4)
+    with pytest.raises(ValueError, match=r"expects waveforms of shape \(batch, samples\)"):
+        encoder.predict(np.zeros((2, 1600, 1), "float32"), verbose=0)

@@ -27,6 +27,7 @@ def test_fp32_tflite_matches_keras(tiny_encoder, fmnist_sample, tmp_path):
     assert not list(tmp_path.glob(".tmp*"))
 
 
+@pytest.mark.slow
 def test_int8_probe_agrees_on_most_argmaxes(tiny_encoder, fmnist_sample, tmp_path):
     images, labels = fmnist_sample
     train = image_pipeline(images[:400].astype(np.uint8), labels[:400], batch_size=200)

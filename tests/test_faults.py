@@ -14,24 +14,37 @@ import json
 import os
 import random
 import signal
-import subprocess
 import time
 
 import numpy as np
+import pytest
 
-from tests.training_procs import (ROOT, STEPS_PER_EPOCH, TIMEOUT, cached_run, command, env,
-                                  final_logs, kill_all, leftovers, run, run_cluster,
-                                  start_cluster, weights)
+from tests.subprocs import tail
+from tests.training_procs import (STEPS_PER_EPOCH, cached_run, final_logs, kill_all,
+                                  leftovers, run, run_cluster, start, start_cluster,
+                                  wait_all, weights)
 from gim_zoo.runs import ResumableBackup
 
 EPOCHS = 3
 
 
-def kill_step():
-    """A random step after the first epoch's backup and before the last step."""
-    seed = int(os.environ.get("GIM_ZOO_FAULT_SEED", random.SystemRandom().randrange(10**6)))
+def seeds(*regressions):
+    """Parametrize a test by kill-step seed: None (a random seed, or GIM_ZOO_FAULT_SEED)
+    and, as fixed cases, seeds with which it once failed."""
+    return pytest.mark.parametrize("seed", [None, *regressions],
+                                   ids=["random", *(f"seed{s}" for s in regressions)])
+
+
+def kill_step(seed=None):
+    """A step after the first epoch's backup and before the last step, drawn from `seed`
+    (default: GIM_ZOO_FAULT_SEED, or a random seed)."""
+    if seed is None:
+        seed = int(os.environ.get("GIM_ZOO_FAULT_SEED",
+                                  random.SystemRandom().randrange(10**6)))
     step = random.Random(seed).randrange(STEPS_PER_EPOCH + 1, EPOCHS * STEPS_PER_EPOCH)
-    return step, f"kill step {step} (GIM_ZOO_FAULT_SEED={seed})"
+    why = f"kill step {step} (GIM_ZOO_FAULT_SEED={seed})"
+    print(why)  # shown with the captured output of a failing test
+    return step, why
 
 
 def assert_same_run(resumed, reference, why):
@@ -45,19 +58,18 @@ def assert_same_run(resumed, reference, why):
     assert leftovers(resumed) == [], why
 
 
-def test_sigkill_at_a_random_step_resumes_to_the_uninterrupted_weights(tmp_path,
+# 867636 (kill step 10): issue 17, compared with a cached reference run that a timeout
+# had killed.
+@pytest.mark.slow
+@seeds(867636)
+def test_sigkill_at_a_random_step_resumes_to_the_uninterrupted_weights(seed, tmp_path,
                                                                          tmp_path_factory):
+    step, why = kill_step(seed)
     reference = cached_run(tmp_path_factory, "single", f"--epochs={EPOCHS}")
-    step, why = kill_step()
     run_dir = tmp_path / "killed"
-    proc = subprocess.Popen(command(run_dir, f"--epochs={EPOCHS}"), cwd=ROOT,
-                            env=env(GIM_ZOO_SIGKILL_AT_STEP=step),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        proc.wait(timeout=TIMEOUT)
-    finally:
-        kill_all([proc])
-    assert proc.returncode == -signal.SIGKILL, why
+    [(code, output)] = wait_all([start(run_dir, f"--epochs={EPOCHS}",
+                                       GIM_ZOO_SIGKILL_AT_STEP=step)])
+    assert code == -signal.SIGKILL, f"{why}: exit status {code}\n{tail(output)}"
     # Killed mid-run: the backup holds the epochs completed before the kill, nothing more,
     # and nothing half-written was left behind.
     assert ResumableBackup.completed_epochs(run_dir / "backup") == \
@@ -70,20 +82,22 @@ def test_sigkill_at_a_random_step_resumes_to_the_uninterrupted_weights(tmp_path,
     assert_same_run(run_dir, reference, why)
 
 
-def test_a_worker_sigkilled_at_a_random_step_resumes_with_its_cluster(tmp_path,
+@pytest.mark.slow
+@seeds()
+def test_a_worker_sigkilled_at_a_random_step_resumes_with_its_cluster(seed, tmp_path,
                                                                        tmp_path_factory):
     """Worker 1 of 2 kills itself; the chief is then stopped too (synchronous training
     cannot go on without a peer: a scheduler restarts the whole cluster, which is what
     Keras's BackupAndRestore is for) and both are restarted with the same command."""
+    step, why = kill_step(seed)
     reference = cached_run(tmp_path_factory, "multi-worker", f"--epochs={EPOCHS}",
                            cluster=True)
-    step, why = kill_step()
     run_dir = tmp_path / "killed"
     procs = start_cluster(run_dir, f"--epochs={EPOCHS}", kill_at={1: step},
                           tmpdir=tmp_path / "tmp")
     try:
-        procs[1].wait(timeout=TIMEOUT)
-        assert procs[1].returncode == -signal.SIGKILL, why
+        [(code, output)] = wait_all([procs[1]])  # the worker that kills itself
+        assert code == -signal.SIGKILL, f"{why}: exit status {code}\n{tail(output)}"
         time.sleep(1)  # the chief is now blocked in a collective with the dead worker
         assert procs[0].poll() in (None, 1), why
     finally:

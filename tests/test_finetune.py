@@ -24,6 +24,7 @@ def test_digits_split_fixed_test_half_and_seeded_labels():
         digits_split(500, seed=0)
 
 
+@pytest.mark.slow
 def test_finetune_with_rifle_records_reinits_and_module_movement(tmp_path):
     config = FinetuneConfig(labels_per_class=2, epochs=3, batch_size=10, rifle_times=1,
                             out_dir=str(tmp_path / "run"), verbose=0)

@@ -59,6 +59,7 @@ def test_train_module_fit_changes_only_that_module(tiny_encoder, images):
     assert changed == [False, True, False]
 
 
+@pytest.mark.slow
 def test_fit_lowers_the_loss_on_predictable_images(tiny_encoder):
     # Each image repeats one random row pattern down the image: a patch predicts the
     # patches below it, and other images' patches are good negatives.

@@ -1,7 +1,6 @@
 """Publishing to and loading from the Hub, against the local stand-in (no network)."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,18 +14,11 @@ from gim_zoo.hub import IntegrityError
 from gim_zoo.model_folder import write_model_folder
 from gim_zoo.packaging import pin
 from gim_zoo.publishing import PublishError, plan_upload, publish
-from tests.hf_standin import HubStandIn, isolate_client
+from tests import subprocs
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "gim-fmnist-resnet"
 REPO = "gim-zoo-test/gim-fmnist-resnet"
-
-
-@pytest.fixture
-def standin(monkeypatch):
-    isolate_client(monkeypatch)
-    with HubStandIn(token="hf_secret_test_token") as server:
-        yield server
 
 
 @pytest.fixture
@@ -87,18 +79,16 @@ def test_folder_without_card_or_metrics_is_refused(model_folder):
         plan_upload(model_folder)
 
 
+@pytest.mark.slow  # two fresh Pythons importing TensorFlow
 def test_publish_script_dry_run_and_real_run_never_print_the_token(standin, model_folder):
     env = {**os.environ, "HF_ENDPOINT": standin.endpoint, "HF_TOKEN": standin.token,
            "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
     script = [sys.executable, str(ROOT / "export" / "publish.py"), f"--folder={model_folder}",
               f"--repo_id={REPO}"]
-    dry = subprocess.run(script + ["--dry_run"], env=env, capture_output=True, text=True,
-                         timeout=120)
-    assert dry.returncode == 0, dry.stderr
+    dry = subprocs.run(script + ["--dry_run"], env=env)
     assert "model.weights.h5" in dry.stdout and "dry run: 5 files" in dry.stdout
     assert REPO not in standin.repos
-    real = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)
-    assert real.returncode == 0, real.stderr
+    real = subprocs.run(script, env=env)
     assert "published" in real.stdout and "model.weights.h5" in standin.files(REPO)
     for output in (dry.stdout, dry.stderr, real.stdout, real.stderr):
         assert standin.token not in output

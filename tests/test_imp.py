@@ -29,6 +29,7 @@ def expected_remaining(rounds):
     return out
 
 
+@pytest.mark.slow
 def test_rounds_prune_exact_fractions_and_resume(tmp_path):
     rounds = run_imp(config(tmp_path, "ticket"))
     assert [r["remaining"] for r in rounds] == pytest.approx(expected_remaining(3), abs=1e-9)
@@ -41,6 +42,7 @@ def test_rounds_prune_exact_fractions_and_resume(tmp_path):
     assert [r["remaining"] for r in resumed] == pytest.approx(expected_remaining(4), abs=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("control", ["random_prune", "random_reinit"])
 def test_controls_use_the_tickets_sparsity(tmp_path, control):
     ticket = run_imp(config(tmp_path, "ticket"))
@@ -62,6 +64,7 @@ def lenet_ticket(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_load_ticket_gives_the_trained_sparse_network(lenet_ticket):
     model, masks = load_ticket(lenet_ticket, 2)
     assert masks.remaining() == pytest.approx(expected_remaining(3)[2], abs=1e-9)
@@ -72,6 +75,7 @@ def test_load_ticket_gives_the_trained_sparse_network(lenet_ticket):
         load_ticket(lenet_ticket, 3)
 
 
+@pytest.mark.slow
 def test_sparse_tflite_is_smaller_and_agrees(lenet_ticket, tmp_path):
     model, _ = load_ticket(lenet_ticket, 2)  # 64% of the weights left
     images = load_fashion_mnist("test")[0][:64].astype("float32")
@@ -96,6 +100,7 @@ def gim_ticket(tmp_path_factory):
     return path, rounds
 
 
+@pytest.mark.slow
 def test_gim_encoder_ticket_under_infonce(gim_ticket):
     path, rounds = gim_ticket
     _, masks = load_ticket(path, 1)
@@ -110,6 +115,7 @@ def test_gim_encoder_ticket_under_infonce(gim_ticket):
     assert "final_test_infonce" in rounds[1] and rounds[1]["seconds"] > 0
 
 
+@pytest.mark.slow
 def test_packaged_gim_ticket_loads_sparse(gim_ticket, tmp_path, monkeypatch):
     path, rounds = gim_ticket
     monkeypatch.setattr(hub, "BUNDLED_DIR", tmp_path / "pretrained")

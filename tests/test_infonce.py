@@ -65,26 +65,10 @@ def test_grid_too_small_for_prediction_steps():
         head.build((None, 6, 6, 4), (None, 6, 6, 4))
 
 
-def all_pairs_infonce(context, transformed_targets, negative_indices):
-    """The earlier O(batch^2) formulation: score every context against every target, then
-    pick the sampled negatives. Kept here as a second reference for value and gradients."""
-    from keras import ops
-
-    channels = transformed_targets.shape[-1]
-    positive = ops.sum(context * transformed_targets, axis=-1, keepdims=True)
-    queries = ops.reshape(context, (-1, channels))
-    keys = ops.reshape(transformed_targets, (-1, channels))
-    all_scores = ops.matmul(queries, ops.transpose(keys))
-    flat = ops.reshape(negative_indices, (ops.shape(queries)[0], -1))
-    negative = ops.reshape(ops.take_along_axis(all_scores, flat, axis=1),
-                           ops.shape(negative_indices))
-    logits = ops.concatenate([positive, negative], axis=-1)
-    return -ops.mean(ops.log_softmax(logits, axis=-1)[..., 0])
-
-
 def test_gathered_negatives_match_all_pairs_in_value_and_gradients():
     import tensorflow as tf
 
+    from benchmarks.throughput import all_pairs_info_nce
     from gim_zoo.models.infonce import info_nce_from_scores
 
     rng = np.random.default_rng(3)
@@ -94,7 +78,7 @@ def test_gathered_negatives_match_all_pairs_in_value_and_gradients():
     # Repeated indices on purpose: the gather's gradient must add them up.
     indices = tf.constant(rng.integers(0, 5, size=(B, R, W, N)).astype("int32"))
     results = []
-    for fn in (info_nce_from_scores, all_pairs_infonce):
+    for fn in (info_nce_from_scores, all_pairs_info_nce):  # now vs the earlier O(B^2) loss
         with tf.GradientTape() as tape:
             tape.watch([context, targets])
             loss = fn(context, targets, indices)

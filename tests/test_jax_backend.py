@@ -10,7 +10,6 @@ Skipped when jax is not installed (the `test` extra installs jax[cpu]).
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,10 +17,12 @@ import keras
 import numpy as np
 import pytest
 
+from tests import subprocs
 from tests.conftest import TINY_ENCODER
 
+pytestmark = pytest.mark.slow  # one long JAX worker process
+
 WORKER = Path(__file__).with_name("jax_worker.py")
-TIMEOUT_S = 480
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +38,12 @@ def jax_run(tmp_path_factory):
            "CUDA_VISIBLE_DEVICES": "", "XLA_FLAGS": xla_flags}
     spec = json.dumps({k: list(v) if isinstance(v, tuple) else v
                        for k, v in TINY_ENCODER.items()})
-    try:
-        proc = subprocess.run([sys.executable, str(WORKER), str(out), spec], check=False, env=env,
-                              cwd=WORKER.parent.parent, capture_output=True, text=True,
-                              timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired as error:  # run() has killed the worker
-        pytest.fail(f"the JAX worker took over {TIMEOUT_S} s:\n{error.stdout}\n{error.stderr}")
+    args = [sys.executable, str(WORKER), str(out), spec]
+    proc = subprocs.run(args, env=env, cwd=WORKER.parent.parent)  # fails on timeout or exit
     results_path = out / "results.json"
-    if proc.returncode != 0 or not results_path.exists():
-        pytest.fail(f"the JAX worker failed (exit {proc.returncode}):\n{proc.stdout}\n"
-                    f"{proc.stderr[-4000:]}")
+    if not results_path.exists():
+        raise subprocs.failure(args, f"the JAX worker wrote no {results_path}",
+                               stdout=proc.stdout, stderr=proc.stderr)
     results = json.loads(results_path.read_text())
     if "_unavailable" in results:
         pytest.skip(f"jax is installed but not importable: {results['_unavailable']}")

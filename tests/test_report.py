@@ -54,3 +54,21 @@ def test_ticket_plot_and_table_from_round_files(tmp_path):
     assert len(table) == 2 + 2  # the rounds both seeds finished
     assert table[2] == "| 100.0% | 85.00% (80.00-90.00) | 80.00% |"
     assert table[3] == "| 80.0% | 84.00% (79.00-89.00) | 79.00% |"
+
+
+def test_deep_table_aggregates_probe_seeds(tmp_path):
+    gim = tmp_path / "gim-fmnist-resnet-deep-m3-seed0"
+    for seed, acc in ((0, 0.90), (1, 0.92), (2, 0.91)):
+        for pool in (3, 1):
+            write(gim / "probes" / f"labelsall-module3-pool{pool}-seed{seed}.json",
+                  {"labels_per_class": "all", "module": 3, "pool_to": pool, "seed": seed,
+                   "test_accuracy": acc - (pool == 1) * 0.05})
+    write(gim / "probes" / "labels60-module2-pool3-seed0.json",  # another module: ignored
+          {"labels_per_class": 60, "module": 2, "pool_to": 3, "seed": 0,
+           "test_accuracy": 0.5})
+    sources = report.deep_sources(tmp_path)
+    table = report.markdown_over_seeds(report.collect_over_probe_seeds(sources, 3))
+    assert "| GIM, module at a time | - | - | 91.0 ± 0.8 (n=3) |" in table
+    table = report.markdown_over_seeds(report.collect_over_probe_seeds(sources, 1))
+    assert "| GIM, module at a time | - | - | 86.0 ± 0.8 (n=3) |" in table
+    assert "CPC" not in table

@@ -138,3 +138,35 @@ def test_unknown_head_layer_names_the_model_layers():
     rifle.set_model(mlp())
     with pytest.raises(ValueError, match="'classifier' is not in model.*head"):
         rifle.reinitialise()
+
+
+def test_plan_rounds_halves_up_as_documented():
+    # k E / (M + 1) to the nearest epoch, halves up (not Python's round-half-to-even)
+    assert rifle_epochs(10, 3) == [3, 5, 8]  # 2.5, 5, 7.5
+    assert rifle_epochs(5, 1) == [3]  # 2.5
+    assert rifle_epochs(7, 1) == [4]  # 3.5
+    assert rifle_epochs(6, 3) == [2, 3, 5]  # 1.5, 3, 4.5
+    assert rifle_epochs(10, 4) == [2, 4, 6, 8]
+    assert "E=10, M=3 -> 3, 5, 8" in RIFLE.__doc__
+
+
+class EpochCount(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs += 1
+
+
+@pytest.mark.parametrize("rifle, message", [
+    (lambda: RIFLE("classifier", 4, times=1, verbose=0), "'classifier' is not in model.*head"),
+    (lambda: RIFLE("head", 6, times=1, verbose=0), "planned for 6 epochs.*fit runs 4"),
+])
+def test_settings_are_checked_when_training_begins(rifle, message):
+    x, y = data()
+    model = compiled(mlp(), 16)
+    count = EpochCount()
+    with pytest.raises(ValueError, match=message):
+        model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[count, rifle()])
+    assert count.epochs == 0 and int(model.optimizer.iterations.numpy()) == 0

@@ -98,6 +98,7 @@ def test_audio_probes_on_mfcc_and_a_random_encoder(corpus, tmp_path):
                                      out_dir=str(tmp_path)))
 
 
+@pytest.mark.slow
 def test_supervised_audio_baseline_learns_phones(corpus, tmp_path):
     """supervised-espeak-audio: the encoder trained end-to-end on per-frame phones; the
     padded frames (label -1) weigh nothing, and accuracy rises above chance."""

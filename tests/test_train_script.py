@@ -3,25 +3,26 @@
 import csv
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests import subprocs
 from tests.conftest import TINY_FLAGS
+
+pytestmark = pytest.mark.slow  # training and probing processes
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--max_examples=512", "--eval_examples=128", "--verbose=2", *TINY_FLAGS]
 
 
-def run_script(script, *args, check=True, timeout=300):
+def run_script(script, *args, check=True):
+    """training/SCRIPT ARGS; an AssertionError with its output's tail if it times out, or
+    if it fails when `check`."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, str(ROOT / "training" / script), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
+    return subprocs.run([sys.executable, str(ROOT / "training" / script), *args],
+                        check=check, env=env, cwd=ROOT)
 
 
 def history(run_dir):
@@ -52,8 +53,8 @@ def test_train_writes_a_complete_run_and_the_loss_decreases(trained_run):
 
 def test_probe_on_a_small_label_budget(trained_run):
     proc = run_script("probe.py", f"--run_dir={trained_run}", "--labels_per_class=20,5",
-                      "--steps=300")
-    assert proc.stdout.count("test top-1") == 2  # one encoding pass, two budgets
+                      "--steps=300", "--seeds=0,1")
+    assert proc.stdout.count("test top-1") == 4  # one encoding pass, two budgets x 2 seeds
     probes = trained_run / "probes"
     result = json.loads((probes / "labels20-module3-pool3-seed0.json").read_text())
     assert result["train_examples"] == 200 and result["test_examples"] == 10000
@@ -61,6 +62,8 @@ def test_probe_on_a_small_label_budget(trained_run):
     assert result["test_accuracy"] > 0.3  # chance is 0.1
     assert json.loads((probes / "labels5-module3-pool3-seed0.json").read_text())[
         "train_examples"] == 50
+    other_seed = json.loads((probes / "labels20-module3-pool3-seed1.json").read_text())
+    assert other_seed["seed"] == 1 and other_seed["train_examples"] == 200
 
 
 def test_rerun_resumes_instead_of_restarting(trained_run):

@@ -92,6 +92,7 @@ def test_unknown_name_lists_close_matches():
 
 def test_paper_model_builds_but_has_no_published_weights(monkeypatch, tmp_path):
     monkeypatch.setattr(hub, "MANIFEST_PATH", tmp_path / "manifest.json")
+    hub.MANIFEST_PATH.write_text("{}")  # an installed manifest that does not list it
     encoder = gim_zoo.load("gim-stl10-resnet", weights=None)
     assert encoder.grid == 7 and encoder.blocks == [3, 4, 6]
     assert encoder.output_channels == [256, 512, 1024]
@@ -116,3 +117,80 @@ def test_list_and_info():
     details = gim_zoo.info("gim-stl10-resnet")
     assert details["encoder"]["blocks"] == (3, 4, 6) and "training/train.py" in \
         details["training"]["command"]
+
+
+# --- issue 16: what a folder holds, paths it lists, the package manifest -----------------
+
+
+def _tiny_audio_folder(tmp_path):
+    from gim_zoo.registry import get
+
+    audio = get("gim-espeak-audio").build_encoder(channels=4, gru_units=4)
+    return write_model_folder(audio, tmp_path / "audio", "gim-espeak-audio")
+
+
+def test_folder_of_another_encoder_class_is_refused(tmp_path, fake_zoo):
+    folder = _tiny_audio_folder(tmp_path)
+    with pytest.raises(hub.ModelMismatchError, match="(?s)holds an AudioEncoder.*"
+                                                     "gim-fmnist-resnet is a PatchResNetEncoder"):
+        gim_zoo.load(NAME, weights=folder)
+    with pytest.raises(hub.ModelMismatchError, match="AudioEncoder"):  # no opt-out for a class
+        gim_zoo.load(NAME, weights=folder, allow_other_architecture=True)
+
+
+def test_pinned_folder_of_another_class_is_refused(tmp_path, fake_zoo):
+    bundled, _ = fake_zoo
+    shutil.rmtree(bundled)
+    shutil.copytree(_tiny_audio_folder(tmp_path), bundled)
+    pin(NAME, bundled)
+    with pytest.raises(hub.ModelMismatchError, match="AudioEncoder"):
+        gim_zoo.load(NAME)
+
+
+def test_folder_of_other_widths_needs_an_explicit_opt_out(fake_zoo, images):
+    folder, original = fake_zoo  # a tiny encoder: widths (4, 4, 8), the registry's (16, 32, 64)
+    with pytest.raises(hub.ModelMismatchError,
+                       match=r"(?s)widths=\[4, 4, 8\] \(registry: \[16, 32, 64\]\).*"
+                             r"allow_other_architecture=True"):
+        gim_zoo.load(NAME, weights=folder)
+    encoder = gim_zoo.load(NAME, weights=folder, allow_other_architecture=True)
+    np.testing.assert_allclose(np.asarray(encoder(images)), np.asarray(original(images)),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_folder_without_metadata_warns_that_nothing_is_pinned(fake_zoo):
+    folder, _ = fake_zoo
+    (folder / "metadata.json").unlink()
+    with pytest.warns(UserWarning, match="no metadata.json.*not sha256-verified"):
+        gim_zoo.load(NAME, weights=folder, allow_other_architecture=True)
+
+
+@pytest.mark.parametrize("listed", ["../outside.txt", "ABSOLUTE", "sub/../../outside.txt"])
+def test_metadata_listing_a_path_outside_the_folder_is_refused(fake_zoo, listed):
+    folder, _ = fake_zoo
+    outside = folder.parent / "outside.txt"
+    outside.write_text("not part of the model")
+    listed = str(outside) if listed == "ABSOLUTE" else listed
+    (folder / "sub").mkdir()
+    metadata = json.loads((folder / "metadata.json").read_text())
+    metadata["files"][listed] = hub.sha256_of(outside)  # it would even verify
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(IntegrityError, match="outside the folder"):
+        gim_zoo.load(NAME, weights=folder, allow_other_architecture=True)
+    with pytest.raises(IntegrityError, match="outside the folder"):
+        hub.verify_folder(folder, {listed: hub.sha256_of(outside)})
+
+
+def test_corrupt_manifest_is_named(fake_zoo):
+    hub.MANIFEST_PATH.write_text('{"gim-fmnist-resnet": {"files": ')
+    with pytest.raises(hub.InstallationError,
+                       match=r"(?s)manifest\.json is not valid JSON.*reinstall"):
+        gim_zoo.load(NAME)
+
+
+def test_missing_manifest_is_an_installation_error_not_unpublished(fake_zoo):
+    hub.MANIFEST_PATH.unlink()
+    for call in (lambda: gim_zoo.load(NAME), lambda: gim_zoo.info(NAME)):
+        with pytest.raises(hub.InstallationError, match="(?s)manifest.json is missing.*reinstall"):
+            call()
+    assert gim_zoo.load(NAME, weights=None).widths == [16, 32, 64]  # needs no manifest

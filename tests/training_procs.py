@@ -3,22 +3,22 @@ MirroredStrategy over logical CPUs, multi-worker clusters on 127.0.0.1, SIGKILLs
 
 import json
 import os
-import signal
+import shutil
 import socket
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from tests import subprocs
+from tests.subprocs import kill_all, wait_all  # noqa: F401 (used by the tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--model=gim-fmnist-resnet", "--stem_width=8", "--widths=4,4,8", "--blocks=1,1,1",
         "--max_examples=256", "--batch_size=32", "--eval_examples=64", "--verbose=0",
         "--learning_rate=2e-3"]
 STEPS_PER_EPOCH = 256 // 32
-TIMEOUT = 150  # seconds per training process (a shared 2-core machine: generous)
+TIMEOUT = subprocs.TIMEOUT  # seconds per training process (sized for a loaded machine)
 
 
 def env(**extra):
@@ -35,11 +35,13 @@ def command(out_dir, *flags):
 
 
 def run(out_dir, *flags, check=True, **extra_env):
-    proc = subprocess.run(command(out_dir, *flags), capture_output=True, text=True,
-                          timeout=TIMEOUT, env=env(**extra_env), cwd=ROOT)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"train.py failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc
+    """train.py to completion; an AssertionError with its output's tail if it fails."""
+    return subprocs.run(command(out_dir, *flags), check=check, env=env(**extra_env), cwd=ROOT)
+
+
+def start(out_dir, *flags, **extra_env):
+    """train.py in the background (collect it with wait_all)."""
+    return subprocs.start(command(out_dir, *flags), env=env(**extra_env), cwd=ROOT)
 
 
 def free_ports(n):
@@ -72,45 +74,19 @@ def start_cluster(out_dir, *flags, kill_at=None, workers=2, tmpdir=None):
             extra["TMPDIR"] = tmpdir
         if kill_at and i in kill_at:
             extra["GIM_ZOO_SIGKILL_AT_STEP"] = kill_at[i]
-        # Logs go to files, not pipes: nobody reads a pipe while a test waits on a worker,
-        # and TF's chatty collective logs would fill it and block the worker.
-        log = tempfile.TemporaryFile()
-        proc = subprocess.Popen(
-            command(out_dir, "--strategy=multi_worker", *flags), env=env(**extra), cwd=ROOT,
-            stdout=log, stderr=subprocess.STDOUT)
-        proc.log = log
-        procs.append(proc)
+        # Logs go to files (subprocs.start), not pipes: TF's chatty collective logs would
+        # fill a pipe nobody reads while the test waits, and block the worker.
+        procs.append(start(out_dir, "--strategy=multi_worker", *flags, **extra))
     return procs
 
 
-def wait_all(procs, timeout=TIMEOUT):
-    """[(returncode, output)] of every process; on timeout kill them all and fail."""
-    deadline = time.time() + timeout
-    outputs = []
-    try:
-        for p in procs:
-            p.wait(timeout=max(1, deadline - time.time()))
-            p.log.seek(0)
-            outputs.append((p.returncode, p.log.read().decode(errors="replace")))
-    finally:
-        kill_all(procs)
-    return outputs
-
-
-def kill_all(procs):
-    """SIGKILL those still running (by their own ids) and reap them."""
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            p.wait()
-        if getattr(p, "log", None) is not None and p.returncode is not None:
-            p.log.close()
-
-
 def run_cluster(out_dir, *flags, tmpdir=None):
-    results = wait_all(start_cluster(out_dir, *flags, tmpdir=tmpdir))
-    for code, output in results:
-        assert code == 0, f"a worker failed ({code}):\n{output[-3000:]}"
+    procs = start_cluster(out_dir, *flags, tmpdir=tmpdir)
+    results = wait_all(procs)
+    for p, (code, output) in zip(procs, results):
+        if code != 0:
+            raise subprocs.failure(p.args, f"a worker exited with status {code}",
+                                   output=output)
     return results
 
 
@@ -132,15 +108,46 @@ def max_abs_difference(a, b):
                if np.size(a[k]) else 0.0 for k in a)
 
 
+_REFERENCE_FAILURES = {}  # name -> why building that reference run failed this session
+
+
+def completed(run_dir):
+    """Whether run_dir holds a finished run: metrics.json exists and says status complete
+    (a killed or timed-out run leaves none, or one with another status)."""
+    try:
+        return json.loads((Path(run_dir) / "metrics.json").read_text())["status"] == "complete"
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def cached_run(tmp_path_factory, name, *flags, cluster=False):
     """An uninterrupted reference run, made once per test session and shared by modules
-    (a plain function keyed by name, so no conftest fixture is needed)."""
+    (a plain function keyed by name, so no conftest fixture is needed).
+
+    Reused only if it completed; anything else there (a run killed by a timeout, say) is
+    deleted and the run made afresh. If making it fails, the tests that need it fail (this
+    one with the training process's output, later ones at once, saying so) and no other."""
     out_dir = tmp_path_factory.getbasetemp() / "reference-runs" / name
-    if not (out_dir / "metrics.json").exists():
+    if completed(out_dir):
+        return out_dir
+    if name in _REFERENCE_FAILURES:
+        raise AssertionError(f"this test needs the reference run {name!r}, which failed to "
+                             f"build earlier in this session:\n{_REFERENCE_FAILURES[name]}")
+    tmpdir = out_dir.parent / f"{name}-tmp"
+    for stale in (out_dir, tmpdir):
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
         if cluster:
-            run_cluster(out_dir, *flags, tmpdir=out_dir.parent / f"{name}-tmp")
+            run_cluster(out_dir, *flags, tmpdir=tmpdir)
         else:
             run(out_dir, *flags)
+        if not completed(out_dir):
+            raise AssertionError(f"train.py exited 0 but {out_dir / 'metrics.json'} does "
+                                 "not say status complete")
+    except AssertionError as error:
+        _REFERENCE_FAILURES[name] = str(error)
+        raise AssertionError(f"building the reference run {name!r} that this test needs "
+                             f"failed:\n{error}") from None
     return out_dir
 
 

@@ -71,15 +71,17 @@ for m in cpc-fmnist-resnet-deep supervised-fmnist-resnet-deep; do
       --verbose=2
   done
 done
-# Probes: 3 probe seeds x (1%, 10%, 100% of the labels) x (3x3 grid, global pool).
-for probe_seed in 0 1 2; do
-  for pool in 3 1; do
-    for run in runs/gim-fmnist-resnet-deep-m3-seed$SEED runs/loco-fmnist-resnet-deep-m3-seed$SEED \
-        runs/cpc-fmnist-resnet-deep-seed$SEED runs/supervised-fmnist-resnet-deep-seed$SEED; do
-      $PY training/probe.py --run_dir=$run --labels_per_class=60,600,0 --pool_to=$pool \
-        --seed=$probe_seed
-    done
-    $PY training/probe.py --random_init --model=gim-fmnist-resnet-deep --labels_per_class=60,600,0 \
-      --pool_to=$pool --seed=$probe_seed --out_dir=runs/random-init-gim-fmnist-resnet-deep/probes
+# Probes: 3 probe seeds x (1%, 10%, 100% of the labels) x (3x3 grid, global pool); the
+# seeds of one command share its encoding pass.
+for pool in 3 1; do
+  for run in runs/gim-fmnist-resnet-deep-m3-seed$SEED runs/loco-fmnist-resnet-deep-m3-seed$SEED \
+      runs/cpc-fmnist-resnet-deep-seed$SEED runs/supervised-fmnist-resnet-deep-seed$SEED; do
+    $PY training/probe.py --run_dir=$run --labels_per_class=60,600,0 --pool_to=$pool --seeds=0,1,2
+  done
+  for probe_seed in 0 1 2; do  # a new random encoder per seed
+    $PY training/probe.py --random_init --model=gim-fmnist-resnet-deep \
+      --labels_per_class=60,600,0 --pool_to=$pool --seed=$probe_seed \
+      --out_dir=runs/random-init-gim-fmnist-resnet-deep/probes
   done
 done
+$PY training/report.py --runs=runs --seed=$SEED --deep

@@ -31,6 +31,8 @@ flags.DEFINE_string("teleport_out", "runs/teleport/teleport",
 flags.DEFINE_string("audio", "", "audio probe table instead: a glob over the JSON files of "
                     "training/probe_audio.py (in the order given by the sources)")
 flags.DEFINE_string("audio_out", "runs/audio_probes.md", "where the audio probe table goes")
+flags.DEFINE_bool("deep", False, "the 3-block-module comparison instead (GIM, LoCo, CPC, "
+                  "supervised, random init), mean and spread over probe seeds")
 flags.DEFINE_string("finetune_out", "runs/finetune/rifle",
                     "where the RIFLE table (.md) and plot (.png) go, without extension")
 
@@ -75,6 +77,17 @@ def main(argv):
                               report.finetune_results, report.finetune_table,
                               report.plot_finetune)
     runs = flags.FLAGS.runs
+    if flags.FLAGS.deep:
+        sources = report.deep_sources(runs, flags.FLAGS.seed)
+        text = "".join(
+            f"## {title}\n\n"
+            + report.markdown_over_seeds(report.collect_over_probe_seeds(sources, pool)) + "\n\n"
+            for title, pool in (("Linear-probe test top-1 (%), 3x3 grid, mean ± std over "
+                                 "probe seeds", 3),
+                                ("The same, global average pool", 1)))
+        atomic_write_text(os.path.join(runs, "results_deep.md"), text)
+        print(text)
+        return
     rows, per_module = report.collect(runs, flags.FLAGS.seed, pool_to=3)
     global_rows, global_per_module = report.collect(runs, flags.FLAGS.seed, pool_to=1)
     text = ("## Linear-probe test top-1 (%), features pooled to a 3x3 grid\n\n"

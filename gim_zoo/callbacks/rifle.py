@@ -23,14 +23,20 @@ from gim_zoo.callbacks.optimizer_slots import reset_slots
 
 
 def rifle_epochs(epochs, times, quiet_epochs=None):
-    """Epoch counts after which the head is re-initialised: round(k * E / (M + 1)),
-    k = 1..M. Refuses plans that would re-initialise within the last `quiet_epochs`
-    (default: a tenth of training, at least 1), where the head could not re-converge."""
+    """Epoch counts after which the head is re-initialised: k * E / (M + 1), k = 1..M,
+    rounded to the nearest epoch with halves rounded up (floor(k E / (M + 1) + 1/2), not
+    Python's round-half-to-even). E.g. E=60, M=3: [15, 30, 45]; E=10, M=3: 2.5, 5, 7.5
+    -> [3, 5, 8]; E=5, M=1: 2.5 -> [3]; E=10, M=4: 2, 4, 6, 8 -> [2, 4, 6, 8].
+    Refuses plans that would re-initialise within the last `quiet_epochs` (default: a tenth
+    of training, at least 1), where the head could not re-converge, and plans with two
+    re-inits after the same epoch."""
     epochs, times = int(epochs), int(times)
     if times < 0 or epochs < 1:
         raise ValueError(f"RIFLE needs epochs >= 1 and times >= 0, got {epochs}, {times}")
     quiet = max(1, math.ceil(epochs / 10)) if quiet_epochs is None else int(quiet_epochs)
-    planned = sorted({round(k * epochs / (times + 1)) for k in range(1, times + 1)})
+    # exact integer arithmetic: floor(k E / (M + 1) + 1/2) = (2 k E + M + 1) // (2 (M + 1))
+    planned = sorted({(2 * k * epochs + times + 1) // (2 * (times + 1))
+                      for k in range(1, times + 1)})
     if len(planned) < times or (planned and planned[0] < 1):
         raise ValueError(f"{times} RIFLE re-initialisations do not fit in {epochs} epochs")
     late = [e for e in planned if epochs - e < quiet]
@@ -55,6 +61,14 @@ class RIFLE(keras.callbacks.Callback):
 
     head_layers: layer names (or layers) of the model; every variable they own is redrawn.
     epochs: the E of the plan (the `epochs` given to `fit`).
+
+    The plan: after epoch round(k E / (M + 1)), k = 1..M, halves rounded up (see
+    `rifle_epochs`): E=60, M=3 -> after epochs 15, 30, 45; E=10, M=3 -> 3, 5, 8;
+    E=8, M=3 -> 2, 4, 6. Epochs are those of `fit` (counted from 1; `initial_epoch` counts).
+
+    The settings are checked when training begins (on_train_begin), before any epoch: every
+    head layer must exist in the model, own weights and have an initializer for each, and
+    `fit` must run the E epochs of the plan.
     """
 
     def __init__(self, head_layers, epochs, times=3, quiet_epochs=None,
@@ -62,6 +76,7 @@ class RIFLE(keras.callbacks.Callback):
         super().__init__()
         self.head_layers = [head_layers] if isinstance(head_layers, str | keras.Layer) \
             else list(head_layers)
+        self.epochs = int(epochs)
         self.reinit_after = rifle_epochs(epochs, times, quiet_epochs)
         self.reset_optimizer_slots = bool(reset_optimizer_slots)
         self.verbose = int(verbose)
@@ -105,6 +120,16 @@ class RIFLE(keras.callbacks.Callback):
             reset_slots(self.model.optimizer,
                         [v for layer in self._layers() for v in layer.weights])
         return paths
+
+    def on_train_begin(self, logs=None):
+        for layer in self._layers():
+            for variable in layer.weights:
+                self._initializer(layer, variable)
+        fit_epochs = (self.params or {}).get("epochs")
+        if fit_epochs is not None and int(fit_epochs) != self.epochs:
+            raise ValueError(
+                f"RIFLE was planned for {self.epochs} epochs (re-inits after "
+                f"{self.reinit_after}) but fit runs {fit_epochs}: pass fit's epochs to RIFLE")
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1

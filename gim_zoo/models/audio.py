@@ -22,6 +22,9 @@ import math
 import keras
 from keras import layers, ops
 
+from gim_zoo.models.input_checks import (FeatureModel, InputCheck, check_waveforms,
+                                         empty_output, is_array)
+
 
 @keras.saving.register_keras_serializable(package="gim_zoo")
 class AudioEncoder(keras.Model):
@@ -73,15 +76,24 @@ class AudioEncoder(keras.Model):
             shape = module.compute_output_shape(shape)
         self.built = True
 
+    def check_waveforms(self, waveforms):
+        """Refuse a wrong shape or length (always) and NaN/inf values, warn beyond [-1, 1]
+        (concrete arrays only, never while tracing): see gim_zoo.models.input_checks."""
+        return check_waveforms(waveforms, self.hop, self.name)
+
     def module_input(self, waveforms):
         """(B, samples) waveform -> (B, samples, 1), refusing other shapes."""
-        if len(waveforms.shape) != 2:
-            raise ValueError(f"{self.name} expects waveforms of shape (batch, samples) "
-                             f"at 16 kHz in [-1, 1]; got shape {tuple(waveforms.shape)}")
-        if waveforms.shape[1] is not None and waveforms.shape[1] % self.hop:
-            raise ValueError(f"{self.name} needs a length that is a multiple of {self.hop} "
-                             f"samples; got {waveforms.shape[1]}")
+        self.check_waveforms(waveforms)
         return ops.expand_dims(ops.cast(waveforms, "float32"), -1)
+
+    def predict(self, x, *args, **kwargs):
+        """keras.Model.predict, after checking in-memory waveforms (shape, NaN/inf, range);
+        an empty batch gives an empty (0, samples // hop, C) array."""
+        if is_array(x):
+            self.check_waveforms(x)
+            if x.shape[0] == 0:
+                return empty_output((None, x.shape[1] // self.hop, self.output_channels[-1]))
+        return super().predict(x, *args, **kwargs)
 
     def frames(self, h, module_index):
         """Module output (B, T_i, C) -> (B, frames, C) at the output frame rate."""
@@ -112,8 +124,11 @@ class AudioEncoder(keras.Model):
         if not 1 <= module <= self.num_modules:
             raise ValueError(f"module must be in 1..{self.num_modules}, got {module}")
         waveforms = keras.Input((samples or self.crop_samples,), name="waveform")
-        features = self.module_outputs(waveforms, upto=module)[-1]
-        return keras.Model(waveforms, features, name=f"{self.name}_module{module}")
+        # checks concrete inputs of eager calls; an identity while tracing or exporting
+        checked = InputCheck("waveforms", hop=self.hop, encoder_name=self.name,
+                             name="input_check")(waveforms)
+        features = self.module_outputs(checked, upto=module)[-1]
+        return FeatureModel(waveforms, features, name=f"{self.name}_module{module}")
 
     def export_model(self, module=None, samples=None):
         """`feature_model` of a twin with the GRU unrolled over the fixed frame count: the

@@ -7,6 +7,8 @@ which InfoNCE's negatives can exploit; the GIM paper's encoder omits it for that
 import keras
 from keras import layers, ops
 
+from gim_zoo.models.input_checks import (FeatureModel, InputCheck, check_images,
+                                         empty_output, is_array)
 from gim_zoo.models.patches import GridAveragePool, ImagePatches, PatchGridPool, grid_size
 
 
@@ -132,13 +134,18 @@ class PatchResNetEncoder(keras.Model):
         self.built = True
 
     def check_images(self, images):
-        expected = (self.image_size, self.image_size, self.channels)
-        got = tuple(images.shape[1:])
-        if len(images.shape) != 4 or got != expected:
-            raise ValueError(
-                f"{self.name} expects images of shape (batch, {expected[0]}, {expected[1]}, "
-                f"{expected[2]}) with raw pixel values 0..255; got shape {tuple(images.shape)}"
-            )
+        """Refuse a wrong shape (always) and NaN/inf values, warn on images scaled to 0..1
+        (concrete arrays only, never while tracing): see gim_zoo.models.input_checks."""
+        return check_images(images, self)
+
+    def predict(self, x, *args, **kwargs):
+        """keras.Model.predict, after checking in-memory images (shape, NaN/inf, range);
+        an empty batch gives an empty (0, G, G, C) array."""
+        if is_array(x):
+            self.check_images(x)
+            if x.shape[0] == 0:
+                return empty_output((None, self.grid, self.grid, self.output_channels[-1]))
+        return super().predict(x, *args, **kwargs)
 
     def patches(self, images):
         """Raw images -> normalised (B*G*G, P, P, C) patches (the modules' input)."""
@@ -175,10 +182,13 @@ class PatchResNetEncoder(keras.Model):
         if not 1 <= module <= self.num_modules:
             raise ValueError(f"module must be in 1..{self.num_modules}, got {module}")
         images = keras.Input((self.image_size, self.image_size, self.channels), name="images")
-        features = self.module_outputs(images, upto=module)[-1]
+        # checks concrete inputs of eager calls; an identity while tracing or exporting
+        checked = InputCheck("images", self.image_size, self.channels,
+                             encoder_name=self.name, name="input_check")(images)
+        features = self.module_outputs(checked, upto=module)[-1]
         if pool_to:
             features = GridAveragePool(pool_to, name=f"pool_to{pool_to}")(features)
-        return keras.Model(images, features, name=f"{self.name}_module{module}")
+        return FeatureModel(images, features, name=f"{self.name}_module{module}")
 
     def get_config(self):
         return {

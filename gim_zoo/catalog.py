@@ -1,0 +1,38 @@
+"""What the zoo knows about a model, from the registry and the package's JSON files only.
+
+Kept free of TensorFlow / Keras imports, so `gim_zoo.info()` and `python -m gim_zoo list /
+info` answer in well under a second (tests/test_cli.py checks that TensorFlow stays
+unimported). `gim_zoo.zoo.info` is this function.
+"""
+
+import json
+
+from gim_zoo import hub, registry
+
+
+def info(name: str) -> dict:
+    """What the zoo knows about `name`: spec, pinned files, and measured metrics if bundled.
+
+    Raises:
+        UnknownModelError: `name` is not in the registry (the message lists close matches).
+        InstallationError: the package manifest is missing or unreadable.
+    """
+    spec = registry.get(name)
+    details = {
+        "name": spec.name,
+        "objective": spec.objective,
+        "dataset": spec.dataset,
+        "summary": spec.summary,
+        "paper": spec.paper,
+        "license": spec.license,
+        "encoder": dict(spec.encoder),
+        "training": {"epochs": spec.epochs, "batch_size": spec.batch_size,
+                     "learning_rate": spec.learning_rate,
+                     "command": spec.training_command()},
+        "hub_repo": spec.hub_repo,
+        "pretrained_files": hub.pinned_files(name),
+    }
+    metrics = hub.BUNDLED_DIR / name / "metrics.json"
+    if metrics.exists():
+        details["metrics"] = json.loads(metrics.read_text())
+    return details

@@ -1,0 +1,86 @@
+"""`python -m gim_zoo list / info / --help` start without TensorFlow and print nothing to
+stderr; export / demo keep TensorFlow's native log lines off the terminal."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from tests import subprocs
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+def python(*args):
+    return subprocs.run([sys.executable, *args], check=False, cwd=ROOT, env=ENV)
+
+
+def test_list_and_info_do_not_import_tensorflow():
+    snippet = """
+import contextlib, io, json, sys
+from gim_zoo.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    main(["list"]); main(["info", "gim-fmnist-resnet"])
+import gim_zoo
+gim_zoo.info("gim-fmnist-resnet"); gim_zoo.list_models()
+heavy = sorted(m for m in ("tensorflow", "keras", "jax", "gim_zoo.zoo", "gim_zoo.data")
+               if m in sys.modules)
+print(json.dumps({"heavy": heavy, "out": out.getvalue()}))
+"""
+    result = python("-c", snippet)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    report = json.loads(result.stdout)
+    assert report["heavy"] == []
+    assert "gim-fmnist-resnet" in report["out"] and '"pretrained_files"' in report["out"]
+
+
+def test_list_prints_names_and_nothing_on_stderr():
+    result = python("-m", "gim_zoo", "list", "gim-fmnist-*")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    names = result.stdout.split()
+    assert "gim-fmnist-resnet" in names and all(n.startswith("gim-fmnist-") for n in names)
+    for args in (["--help"], ["info", "gim-fmnist-resnet"]):
+        result = python("-m", "gim_zoo", *args)
+        assert result.returncode == 0 and result.stderr == "", (args, result.stderr)
+
+
+def test_native_logs_are_captured_but_python_stderr_is_not():
+    snippet = """
+import os, sys
+from gim_zoo.cli import native_logs_captured
+with native_logs_captured():
+    os.write(2, b"native noise\\n")
+    print("python message", file=sys.stderr)
+print("after", file=sys.stderr)
+try:
+    with native_logs_captured():
+        os.write(2, b"native detail\\n")
+        raise RuntimeError("boom")
+except RuntimeError:
+    pass
+try:
+    with native_logs_captured(expected_errors=(ValueError,)):
+        os.write(2, b"expected detail\\n")
+        raise ValueError("a one-line user error")
+except ValueError:
+    pass
+"""
+    result = python("-c", snippet)
+    assert result.returncode == 0, result.stderr
+    assert "python message" in result.stderr and "after" in result.stderr
+    assert "native noise" not in result.stderr
+    assert "native detail" in result.stderr  # shown when the block fails
+    assert "expected detail" not in result.stderr  # not for a one-line user error
+
+
+def test_gim_zoo_attributes_are_lazy_but_there():
+    # (gim_zoo.load and gim_zoo.data themselves import Keras: tests/test_zoo.py uses them)
+    result = python("-c", "import gim_zoo, sys; assert 'keras' not in sys.modules; "
+                          "assert gim_zoo.catalog.info is gim_zoo.info; "
+                          "assert not hasattr(gim_zoo, 'no_such_thing'); "
+                          "assert 'keras' not in sys.modules")
+    assert result.returncode == 0, result.stderr
