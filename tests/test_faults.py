@@ -146,3 +146,37 @@ def test_backup_carries_optimizer_and_negative_sampler_state(tmp_path, tiny_enco
     for a, b in zip(model.optimizer.variables, fresh.optimizer.variables):
         assert np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
     assert leftovers(tmp_path / "backup") == []
+
+
+def test_module_at_a_time_resume_restores_the_optimizer(tmp_path, tiny_encoder):
+    """A `train_module=k` run's backup holds the optimizer that a resumed run builds
+    (Keras builds it over every trainable variable before restoring), so its Adam moments
+    and step count come back instead of being skipped with a warning."""
+    import warnings
+
+    import keras
+
+    from gim_zoo.models.gim import GreedyInfoMax
+    from gim_zoo.registry import get
+
+    from tests.conftest import TINY_ENCODER
+
+    images = np.random.default_rng(0).uniform(0, 255, (8, 28, 28, 1)).astype("float32")
+    model = GreedyInfoMax(tiny_encoder, train_module=2, seed=0)
+    model.compile(keras.optimizers.Adam(1e-3))
+    model.fit(images, batch_size=4, epochs=1, verbose=0,
+              callbacks=[ResumableBackup(tmp_path / "backup")])
+    fresh = GreedyInfoMax(get("gim-fmnist-resnet").build_encoder(**TINY_ENCODER),
+                          train_module=2, seed=0)
+    fresh.compile(keras.optimizers.Adam(1e-3))
+    fresh(images[:1])
+    backup = ResumableBackup(tmp_path / "backup")
+    backup.set_model(fresh)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        backup.on_train_begin()
+    skipped = [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
+    assert skipped == []
+    assert int(fresh.optimizer.iterations) == 2
+    for a, b in zip(model.optimizer.variables, fresh.optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))

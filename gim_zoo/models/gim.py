@@ -64,6 +64,11 @@ class _TensorFlowSteps:
 
     def train_step(self, data):
         images = data[0] if isinstance(data, (tuple, list)) else data
+        if not self.optimizer.built:
+            # Slots for every trainable variable, as Keras's BackupAndRestore builds it
+            # before restoring (and as the JAX step does): built lazily from the
+            # `train_module` subset instead, a resumed run could not load its moments.
+            self.optimizer.build(self.trainable_variables)
         variables = self._trained_variables()
         tape, total, losses = self.losses_on_tape(images)
         grads = tape.gradient(total, variables)
