@@ -45,9 +45,9 @@ def main():
     clips = np.random.default_rng(0).normal(0, 0.1, (args.clips, samples)).astype("float32")
     keras_model = encoder.feature_model()
     try:
-        from gim_zoo.packaging import representative_inputs
+        from gim_zoo.data import calibration_inputs
 
-        calibration = representative_inputs(spec, count=100)
+        calibration = calibration_inputs(spec, count=100)
     except FileNotFoundError:  # no corpus here: calibrate on the noise clips
         calibration = clips
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,7 +38,7 @@ def main():
     from gim_zoo.demo import accuracy, per_image_ms
     from gim_zoo.exporting import TFLiteModel, export_saved_model, export_tflite
     from gim_zoo.models.probe import balanced_subset, fit_linear_probe
-    from gim_zoo.training import load_split
+    from gim_zoo.data import load_split
     from gim_zoo.zoo import load
 
     spec = registry.get(args.model)

@@ -29,11 +29,12 @@ def main():
 
     import numpy as np
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))  # experiments
     from gim_zoo import registry
     from gim_zoo.data import load_fashion_mnist
     from gim_zoo.demo import accuracy, per_image_ms
     from gim_zoo.exporting import TFLiteModel, export_tflite
-    from gim_zoo.imp import completed_rounds, load_ticket
+    from experiments.lottery_rounds import completed_rounds, load_ticket
     from gim_zoo.runs import RunDirectory
 
     run = RunDirectory(args.ticket_dir)

@@ -14,11 +14,13 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Packaging is part of the experiments (training/experiments/packaging.py), not the library.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 
 from absl import app, flags  # noqa: E402
 
-from gim_zoo.flags import USER_ERRORS  # noqa: E402
-from gim_zoo.packaging import package_run, package_ticket  # noqa: E402
+from experiments.flags import USER_ERRORS  # noqa: E402
+from experiments.packaging import package_run, package_ticket  # noqa: E402
 
 flags.DEFINE_string("model", None, "registry name", required=True)
 flags.DEFINE_string("run_dir", "", "finished train.py run directory")

@@ -64,7 +64,7 @@ def native_logs_captured(expected_errors=()):
 
 def _export(args):
     from gim_zoo.exporting import check_output, export_saved_model, export_tflite
-    from gim_zoo.packaging import representative_inputs
+    from gim_zoo.data import calibration_inputs
     from gim_zoo.zoo import load
     from gim_zoo import registry
 
@@ -84,7 +84,7 @@ def _export(args):
         path = export_tflite(model, args.out, overwrite=args.overwrite)
     else:
         path = export_tflite(model, args.out, quantize="int8", overwrite=args.overwrite,
-                             representative_images=representative_inputs(spec))
+                             representative_images=calibration_inputs(spec))
     print(f"wrote {path} ({args.format}; {model.input_shape} -> {model.output_shape})")
 
 

@@ -74,7 +74,7 @@ def run_demo(name="gim-fmnist-resnet", labels_per_class=DEFAULT_LABELS_PER_CLASS
     from gim_zoo import registry
     from gim_zoo.exporting import TFLiteModel, export_tflite
     from gim_zoo.models.probe import balanced_subset, probe_from_features
-    from gim_zoo.training import load_split
+    from gim_zoo.data import load_split
     from gim_zoo.zoo import load
 
     start = time.perf_counter()

@@ -8,7 +8,6 @@ a different configuration (other than more epochs) is refused instead of silentl
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import math
 import os
@@ -21,69 +20,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from gim_zoo.files import (atomic_path, atomic_save_weights, atomic_write_json,  # noqa: F401
+                           atomic_write_text, os_error_naming, sha256_of)
+
 # Keys that may change between invocations of the same run (they don't change the result).
 RESUMABLE_KEYS = ("epochs", "rounds", "verbose")
 # Keys naming the run directory itself: the directory holding config.json is that run
 # whether it was named by a relative or an absolute path (or has been moved since).
 LOCATION_KEYS = ("out_dir",)
-
-
-def os_error_naming(e, path):
-    """`e` as an OSError whose message names `path` (one line: the path and the OS
-    error), for errors raised without a file name (h5py, fsync, a full disk)."""
-    if getattr(e, "filename", None):
-        return e
-    if e.errno is None:
-        return OSError(f"{path}: {e}")
-    return OSError(e.errno, e.strerror or str(e), str(path))
-
-
-def sha256_of(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def atomic_write_text(path, text):
-    """Write to a temporary file in the same directory, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise os_error_naming(e, path) from e
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path, obj):
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def atomic_save_weights(model, path):
-    """model.save_weights to a temporary `.weights.h5` next to `path`, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        model.save_weights(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise os_error_naming(e, path) from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def save_weights_as_worker(model, path, chief=True, attrs=None, checksum=None):
@@ -98,29 +42,23 @@ def save_weights_as_worker(model, path, chief=True, attrs=None, checksum=None):
     ResumableBackup.verified_epochs)."""
     scratch = None if chief else Path(tempfile.mkdtemp(prefix="gim-zoo-worker-"))
     path = Path(path) if chief else scratch / Path(path).name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        model.save_weights(tmp)
-        if attrs:
-            import h5py
 
-            with h5py.File(tmp, "a") as f:
-                for key, value in attrs.items():
-                    f.attrs[key] = value
-        if checksum and chief:
-            # Before the rename, so the weights file always matches one of the two.
-            atomic_write_json(checksum, {
-                "sha256": sha256_of(tmp),
-                "previous_sha256": sha256_of(path) if path.exists() else None,
-                "epoch": (attrs or {}).get(_EPOCH_ATTR)})
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise os_error_naming(e, path) from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    def record_checksum(tmp):
+        # Before the rename, so the weights file always matches one of the two.
+        atomic_write_json(checksum, {
+            "sha256": sha256_of(tmp),
+            "previous_sha256": sha256_of(path) if path.exists() else None,
+            "epoch": (attrs or {}).get(_EPOCH_ATTR)})
+
+    try:
+        with atomic_path(path, record_checksum if checksum and chief else None) as tmp:
+            model.save_weights(tmp)
+            if attrs:
+                import h5py
+
+                with h5py.File(tmp, "a") as f:
+                    for key, value in attrs.items():
+                        f.attrs[key] = value
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import gim_zoo
-from gim_zoo import hub, model_card, registry
+from gim_zoo import hub, registry
+from experiments import model_cards
 from gim_zoo.data import load_fashion_mnist
 from gim_zoo.exporting import TFLiteModel
 
@@ -50,7 +51,7 @@ def test_card_and_metrics_come_from_the_run():
     assert metrics["training"]["command"].startswith("python training/train.py --model=" + NAME)
     assert {"60", "600", "all"} <= set(metrics["linear_probe"])
     card = (FOLDER / "README.md").read_text()
-    assert card == model_card.render(registry.get(NAME), metrics)
+    assert card == model_cards.render(registry.get(NAME), metrics)
     assert card.startswith("---\nlibrary_name: keras\n")
     assert f"value: {round(metrics['linear_probe']['all']['test_accuracy'], 4)}" in card
 
@@ -72,7 +73,7 @@ def test_bundled_gim_ticket_is_as_sparse_as_its_metrics_say(fmnist_test_images):
     assert (folder / "encoder.tflite").stat().st_size < \
         0.5 * (FOLDER / "encoder.tflite").stat().st_size
     card = (folder / "README.md").read_text()
-    assert card == model_card.render(registry.get(name), metrics)
+    assert card == model_cards.render(registry.get(name), metrics)
 
 
 def test_bundled_audio_encoder_loads_and_its_tflite_files_agree():
@@ -98,6 +99,6 @@ def test_bundled_audio_encoder_loads_and_its_tflite_files_agree():
     assert metrics["linear_probe"]["module6"]["phone_accuracy"] > \
         metrics["random_init_linear_probe"]["module6"]["phone_accuracy"]
     card = (folder / "README.md").read_text()
-    assert card == model_card.render(registry.get(name), metrics)
+    assert card == model_cards.render(registry.get(name), metrics)
     assert "synthetic speech" in card
     assert f"value: {round(metrics['linear_probe']['module6']['phone_accuracy'], 4)}" in card

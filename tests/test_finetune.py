@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from gim_zoo import report
+from experiments import reports
 from gim_zoo.data.digits import digits_split
-from gim_zoo.finetuning import FinetuneConfig, finetune
+from experiments.rifle_finetuning import FinetuneConfig, finetune
 
 
 def test_digits_split_fixed_test_half_and_seeded_labels():

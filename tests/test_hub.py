@@ -12,7 +12,7 @@ import gim_zoo
 from gim_zoo import hub
 from gim_zoo.hub import IntegrityError
 from gim_zoo.model_folder import write_model_folder
-from gim_zoo.packaging import pin
+from experiments.packaging import pin
 from gim_zoo.publishing import PublishError, plan_upload, publish
 from tests import subprocs
 

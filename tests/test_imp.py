@@ -9,8 +9,8 @@ import gim_zoo
 from gim_zoo import hub
 from gim_zoo.data import load_fashion_mnist
 from gim_zoo.exporting import TFLiteModel, export_tflite
-from gim_zoo.imp import LotteryConfig, choose_round, load_ticket, run_imp
-from gim_zoo.packaging import package_ticket
+from experiments.lottery_rounds import LotteryConfig, choose_round, load_ticket, run_imp
+from experiments.packaging import package_ticket
 
 
 def config(tmp_path, name, **kw):

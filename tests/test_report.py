@@ -2,7 +2,7 @@
 
 import json
 
-from gim_zoo import report
+from experiments import reports
 
 
 def write(path, obj):

@@ -247,7 +247,7 @@ def test_publish_refuses_a_symlinked_file(standin, model_folder, tmp_path):
 # 5. packaging writes only --out_dir and only complete, trained runs ------------------------
 
 def _fake_run(run_dir, tiny_encoder, epochs_completed=1):
-    from gim_zoo.training import TrainConfig
+    from experiments.pretraining import TrainConfig
 
     run = RunDirectory(run_dir)
     config = TrainConfig(out_dir=str(run_dir), epochs=1, **{
@@ -264,7 +264,7 @@ def _fake_run(run_dir, tiny_encoder, epochs_completed=1):
 
 
 def test_packaging_refuses_a_run_that_trained_no_epoch(tmp_path, tiny_encoder):
-    from gim_zoo.packaging import package_run
+    from experiments.packaging import package_run
 
     run_dir = _fake_run(tmp_path / "run", tiny_encoder, epochs_completed=0)
     with pytest.raises(ValueError, match="trained 0 epochs"):
@@ -304,7 +304,7 @@ def test_package_script_with_out_dir_writes_only_that_folder(tmp_path, tiny_enco
                                          ("train_module", 4), ("widths", "4,x,8"),
                                          ("cpu_devices", -2), ("batch_size", 65)])
 def test_invalid_configs_are_refused_before_anything_is_written(tmp_path, field, value):
-    from gim_zoo.training import TrainConfig, train
+    from experiments.pretraining import TrainConfig, train
 
     config = TrainConfig(out_dir=str(tmp_path / "r"), **{**TINY_CONFIG, field: value})
     with pytest.raises(ValueError, match=field):
@@ -329,7 +329,7 @@ def _enospc(*args, **kwargs):
 def test_full_disk_during_atomic_writes_leaves_no_temporary_file(tmp_path, monkeypatch,
                                                                  tiny_encoder):
     from gim_zoo import runs
-    from gim_zoo.plots import plot_loss_curves
+    from experiments.plots import plot_loss_curves
 
     monkeypatch.setattr(runs.os, "fsync", _enospc)
     with pytest.raises(OSError, match=f"No space left on device.*{tmp_path / 'a.json'}"):

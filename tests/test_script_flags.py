@@ -7,17 +7,17 @@ import json
 import pytest
 from absl import flags
 
-from gim_zoo.flags import define_flags, help_for
+from experiments.flags import define_flags, help_for
 from tests.conftest import TINY_ENCODER
 
 
 def script_configs():
-    from gim_zoo.audio_probing import AudioProbeConfig
-    from gim_zoo.finetuning import FinetuneConfig
-    from gim_zoo.imp import LotteryConfig
-    from gim_zoo.probing import ProbeConfig
-    from gim_zoo.teleporting import TeleportConfig
-    from gim_zoo.training import TrainConfig
+    from experiments.speech_probes import AudioProbeConfig
+    from experiments.rifle_finetuning import FinetuneConfig
+    from experiments.lottery_rounds import LotteryConfig
+    from experiments.image_probes import ProbeConfig
+    from experiments.teleport_comparison import TeleportConfig
+    from experiments.pretraining import TrainConfig
 
     # every config behind training/*.py's run_script
     return [TrainConfig, ProbeConfig, FinetuneConfig, LotteryConfig, AudioProbeConfig,
@@ -32,7 +32,7 @@ def test_every_flag_has_a_description(config_cls):
 
 
 def test_help_lists_the_scripts_own_flags():
-    from gim_zoo.training import TrainConfig
+    from experiments.pretraining import TrainConfig
 
     values = flags.FlagValues()
     define_flags(TrainConfig, module_name="training/train.py", flag_values=values)
@@ -47,7 +47,7 @@ def test_final_eval_is_limited_and_a_finished_run_is_not_redone(tmp_path, monkey
                                                                 capsys):
     import keras
 
-    from gim_zoo.training import TrainConfig, train
+    from experiments.pretraining import TrainConfig, train
 
     config = TrainConfig(
         model="gim-fmnist-resnet", out_dir=str(tmp_path / "run"), epochs=1, batch_size=32,

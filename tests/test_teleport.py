@@ -138,8 +138,8 @@ def test_gim_module_teleported_under_its_own_infonce_loss():
 
 @pytest.mark.slow
 def test_experiment_runs_both_arms_from_the_same_start(tmp_path):
-    from gim_zoo import report
-    from gim_zoo.teleporting import TeleportConfig, run_teleport_experiment
+    from experiments import reports
+    from experiments.teleport_comparison import TeleportConfig, run_teleport_experiment
 
     runs = {}
     for on in (True, False):
@@ -154,9 +154,9 @@ def test_experiment_runs_both_arms_from_the_same_start(tmp_path):
                for r in on["teleports"])
     assert on["steps_to_target"] == 0 and 0 <= on["test_accuracy"] <= 1
     assert [s for s, _ in on["curve"]] == [0, 2, 4]
-    results = report.teleport_results([tmp_path / "run-True", tmp_path / "run-False"])
-    assert "| mlp | sgd | yes (slots reset) | 1 |" in report.teleport_table(results)
-    assert report.plot_teleport(results, tmp_path / "t.png").stat().st_size > 1000
+    results = reports.teleport_results([tmp_path / "run-True", tmp_path / "run-False"])
+    assert "| mlp | sgd | yes (slots reset) | 1 |" in reports.teleport_table(results)
+    assert reports.plot_teleport(results, tmp_path / "t.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -168,7 +168,7 @@ def test_experiment_runs_both_arms_from_the_same_start(tmp_path):
     ({"model": "supervised-fmnist-resnet"}, "Fashion-MNIST gim/cpc"),
 ])
 def test_experiment_refuses_bad_settings_before_writing_anything(tmp_path, bad, message):
-    from gim_zoo.teleporting import TeleportConfig, run_teleport_experiment
+    from experiments.teleport_comparison import TeleportConfig, run_teleport_experiment
 
     with pytest.raises(ValueError, match=message):
         run_teleport_experiment(TeleportConfig(out_dir=str(tmp_path / "run"), **bad))
@@ -196,7 +196,7 @@ def fmnist_like(n=512, seed=0):
 def test_gl_teleport_of_a_784_32_32_10_mlp_refuses_batch_width_and_fit_stays_finite():
     """Issue 16.12: GL(n) teleports on 32 examples of a 784-32-32-10 leaky-ReLU MLP were
     allowed, kept the batch loss within 1e-3 and sent SGD (0.05, batch 32) to NaN."""
-    from gim_zoo.teleporting import mlp as fmnist_mlp
+    from experiments.teleport_comparison import mlp as fmnist_mlp
 
     x, y = fmnist_like()
 

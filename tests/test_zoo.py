@@ -10,7 +10,7 @@ import gim_zoo
 from gim_zoo import hub
 from gim_zoo.hub import IntegrityError, WeightsNotAvailableError
 from gim_zoo.model_folder import write_model_folder
-from gim_zoo.packaging import pin
+from experiments.packaging import pin
 from gim_zoo.registry import UnknownModelError
 from tests.conftest import TINY_ENCODER
 

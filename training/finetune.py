@@ -9,8 +9,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from gim_zoo.finetuning import FinetuneConfig, finetune  # noqa: E402
-from gim_zoo.flags import run_script  # noqa: E402
+from experiments.rifle_finetuning import FinetuneConfig, finetune  # noqa: E402
+from experiments.flags import run_script  # noqa: E402
 
 
 def show(m):

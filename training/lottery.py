@@ -10,8 +10,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from gim_zoo.flags import run_script  # noqa: E402
-from gim_zoo.imp import LotteryConfig, run_imp  # noqa: E402
+from experiments.flags import run_script  # noqa: E402
+from experiments.lottery_rounds import LotteryConfig, run_imp  # noqa: E402
 
 if __name__ == "__main__":
     run_script(LotteryConfig, run_imp, lambda rounds: print("\n".join(map(json.dumps, rounds))))

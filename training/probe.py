@@ -8,8 +8,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from gim_zoo.flags import run_script  # noqa: E402
-from gim_zoo.probing import ProbeConfig, probe  # noqa: E402
+from experiments.flags import run_script  # noqa: E402
+from experiments.image_probes import ProbeConfig, probe  # noqa: E402
 
 
 def show(results):

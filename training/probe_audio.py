@@ -12,8 +12,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from gim_zoo.audio_probing import AudioProbeConfig, probe_audio  # noqa: E402
-from gim_zoo.flags import run_script  # noqa: E402
+from experiments.speech_probes import AudioProbeConfig, probe_audio  # noqa: E402
+from experiments.flags import run_script  # noqa: E402
 
 
 def show(r):

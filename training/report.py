@@ -1,10 +1,10 @@
 """Tables (markdown) and a label-budget plot from the run directories under --runs.
 
-    python training/report.py --runs=runs
-    python training/report.py --tickets="ticket=runs/lth/t-seed*,random re-init=runs/lth/r-seed*"
-    python training/report.py --finetune="runs/finetune/gim-fmnist-resnet-*"
-    python training/report.py --teleport="runs/teleport/*"
-    python training/report.py --audio="runs/*audio*/**/audio-*.json"
+    python training/reports.py --runs=runs
+    python training/reports.py --tickets="ticket=runs/lth/t-seed*,random re-init=runs/lth/r-seed*"
+    python training/reports.py --finetune="runs/finetune/gim-fmnist-resnet-*"
+    python training/reports.py --teleport="runs/teleport/*"
+    python training/reports.py --audio="runs/*audio*/**/audio-*.json"
 """
 
 import glob
@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from gim_zoo import report  # noqa: E402
+from experiments import reports  # noqa: E402
 from gim_zoo.runs import atomic_write_text  # noqa: E402
 
 flags.DEFINE_string("runs", "runs", "folder holding the run directories")
@@ -54,50 +54,50 @@ def main(argv):
         for item in flags.FLAGS.tickets.split(","):
             label, pattern = item.split("=", 1)
             runs[label] = sorted(glob.glob(pattern)) or [pattern]
-        table = report.ticket_table(runs)
+        table = reports.ticket_table(runs)
         atomic_write_text(os.path.splitext(flags.FLAGS.tickets_out)[0] + ".md", table + "\n")
         print(table)
-        print(report.plot_tickets(runs, flags.FLAGS.tickets_out))
+        print(reports.plot_tickets(runs, flags.FLAGS.tickets_out))
         return
     if flags.FLAGS.audio:
         paths = [p for pattern in flags.FLAGS.audio.split(",")
                  for p in sorted(glob.glob(pattern, recursive=True))]
         if not paths:
             raise app.UsageError(f"no audio probe results match {flags.FLAGS.audio}")
-        table = report.audio_table(paths)
+        table = reports.audio_table(paths)
         atomic_write_text(flags.FLAGS.audio_out, table + "\n")
         print(table)
         return
     if flags.FLAGS.teleport:
         return table_and_plot(flags.FLAGS.teleport, flags.FLAGS.teleport_out, "teleport",
-                              report.teleport_results, report.teleport_table,
-                              report.plot_teleport)
+                              reports.teleport_results, reports.teleport_table,
+                              reports.plot_teleport)
     if flags.FLAGS.finetune:
         return table_and_plot(flags.FLAGS.finetune, flags.FLAGS.finetune_out, "fine-tuning",
-                              report.finetune_results, report.finetune_table,
-                              report.plot_finetune)
+                              reports.finetune_results, reports.finetune_table,
+                              reports.plot_finetune)
     runs = flags.FLAGS.runs
     if flags.FLAGS.deep:
-        sources = report.deep_sources(runs, flags.FLAGS.seed)
+        sources = reports.deep_sources(runs, flags.FLAGS.seed)
         text = "".join(
             f"## {title}\n\n"
-            + report.markdown_over_seeds(report.collect_over_probe_seeds(sources, pool)) + "\n\n"
+            + reports.markdown_over_seeds(reports.collect_over_probe_seeds(sources, pool)) + "\n\n"
             for title, pool in (("Linear-probe test top-1 (%), 3x3 grid, mean ± std over "
                                  "probe seeds", 3),
                                 ("The same, global average pool", 1)))
         atomic_write_text(os.path.join(runs, "results_deep.md"), text)
         print(text)
         return
-    rows, per_module = report.collect(runs, flags.FLAGS.seed, pool_to=3)
-    global_rows, global_per_module = report.collect(runs, flags.FLAGS.seed, pool_to=1)
+    rows, per_module = reports.collect(runs, flags.FLAGS.seed, pool_to=3)
+    global_rows, global_per_module = reports.collect(runs, flags.FLAGS.seed, pool_to=1)
     text = ("## Linear-probe test top-1 (%), features pooled to a 3x3 grid\n\n"
-            + report.markdown(rows, per_module)
+            + reports.markdown(rows, per_module)
             + "\n\n## The same, global average pool (the paper's probe input)\n\n"
-            + report.markdown(global_rows, global_per_module)
-            + "\n\n## Training runs\n\n" + report.training_table(runs, flags.FLAGS.seed) + "\n")
+            + reports.markdown(global_rows, global_per_module)
+            + "\n\n## Training runs\n\n" + reports.training_table(runs, flags.FLAGS.seed) + "\n")
     atomic_write_text(os.path.join(runs, "results.md"), text)
     if rows:
-        report.plot_budgets(rows, os.path.join(runs, "label_budgets.png"))
+        reports.plot_budgets(rows, os.path.join(runs, "label_budgets.png"))
     print(text)
 
 

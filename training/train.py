@@ -10,8 +10,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from gim_zoo.flags import run_script  # noqa: E402
-from gim_zoo.training import TrainConfig, train  # noqa: E402
+from experiments.flags import run_script  # noqa: E402
+from experiments.pretraining import TrainConfig, train  # noqa: E402
 
 if __name__ == "__main__":
     run_script(TrainConfig, train, lambda m: print(json.dumps(m, indent=2, sort_keys=True)))

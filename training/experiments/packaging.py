@@ -11,11 +11,13 @@ import json
 import tempfile
 from pathlib import Path
 
-from gim_zoo import hub, model_card, registry
+from gim_zoo import hub, registry
+from gim_zoo.data import calibration_inputs
 from gim_zoo.exporting import export_tflite
 from gim_zoo.model_folder import load_weights_checked, write_model_folder
 from gim_zoo.runs import RunDirectory, atomic_write_json, atomic_write_text
-from gim_zoo.training import TrainConfig, load_split
+from experiments import model_cards
+from experiments.pretraining import TrainConfig
 
 
 def training_command(config):
@@ -138,8 +140,8 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
                    data_dir=None, note=""):
     """Write the zoo folder of a lottery ticket from an IMP run (training/lottery.py):
     the encoder as trained in the chosen round, pruned weights exactly zero."""
-    from gim_zoo.imp import LotteryConfig, choose_round, load_ticket
-    from gim_zoo.report import read_rounds
+    from experiments.lottery_rounds import LotteryConfig, choose_round, load_ticket
+    from experiments.reports import read_rounds
 
     spec = registry.get(name)
     if not spec.ticket_of:
@@ -194,22 +196,11 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
                              sparse=True)
 
 
-def representative_inputs(spec, data_dir=None, count=200):
-    """Training inputs that calibrate int8 export: images, or waveform crops for audio."""
-    if spec.is_audio:
-        from gim_zoo.data.speech_corpus import DEFAULT_DIR, first_crops
-
-        return first_crops(data_dir or DEFAULT_DIR, "train", spec.encoder["crop_samples"],
-                           count)
-    images, _ = load_split(spec.dataset, "train", data_dir)
-    return images[:count]
-
-
 def _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir, sparse=False):
     """folder=None: the bundled copy, pinned in the package manifest. Any other folder is
     all that is written (besides cards_dir when given): the manifest pins only the
     bundled copies, which gim_zoo.load checks."""
-    card = model_card.render(spec, metrics)
+    card = model_cards.render(spec, metrics)
     bundled = folder is None
     # images: the probe's pooled grid; audio: per-frame features, GRU unrolled for TFLite
     features = (encoder.export_model() if spec.is_audio
@@ -217,7 +208,7 @@ def _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir, spars
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_tflite(features, Path(tmp) / "encoder.tflite", sparse=sparse)
         int8 = export_tflite(features, Path(tmp) / "encoder_int8.tflite", quantize="int8",
-                             representative_images=representative_inputs(spec, data_dir))
+                             representative_images=calibration_inputs(spec, data_dir))
         folder = write_model_folder(encoder, folder or hub.BUNDLED_DIR / spec.name, spec.name, {
             "README.md": card,
             "metrics.json": json.dumps(metrics, indent=2, sort_keys=True) + "\n",

@@ -40,7 +40,7 @@ def define_flags(config_cls, module_name=None, flag_values=None):
 
     The flags are registered as the main script's own (module_name, default sys.argv[0]:
     what absl calls the main module), so `script.py --help` lists them; otherwise absl
-    files them under gim_zoo.flags and shows them only with --helpfull."""
+    files them under experiments.flags and shows them only with --helpfull."""
     import sys
 
     module_name = module_name or sys.argv[0]

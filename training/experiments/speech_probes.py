@@ -18,7 +18,7 @@ import numpy as np
 from gim_zoo.data.speech_corpus import DEFAULT_DIR, crops_dataset, read_manifest
 from gim_zoo.models.probe import fit_softmax
 from gim_zoo.runs import atomic_write_json
-from gim_zoo.training import load_speech
+from gim_zoo.data import load_speech
 
 HOP = 160
 
@@ -138,7 +138,7 @@ def probe_audio(config):
 
 def _encoder(config):
     """(encoder, source name, output folder), through the image probe's run loader."""
-    from gim_zoo.probing import ProbeConfig, load_encoder
+    from experiments.image_probes import ProbeConfig, load_encoder
 
     encoder, spec, out_dir = load_encoder(ProbeConfig(
         run_dir=config.run_dir, model=config.model, random_init=not config.run_dir,

@@ -14,11 +14,11 @@ import keras
 import numpy as np
 
 from gim_zoo import registry
-from gim_zoo.data import image_pipeline, images_only, load_fashion_mnist, load_stl10
+from gim_zoo.data import image_pipeline, images_only, load_speech, load_split
 from gim_zoo.data.pipelines import epochs_pipeline
 from gim_zoo.model_folder import load_weights_checked
 from gim_zoo.models.probe import balanced_subset
-from gim_zoo.plots import plot_loss_curves
+from experiments.plots import plot_loss_curves
 from gim_zoo.runs import (EpochTimer, ResumableBackup, RunDirectory, SelfKill,
                           save_weights_as_worker)
 
@@ -138,39 +138,8 @@ class TrainConfig:
         return overrides
 
 
-def load_split(dataset, split, data_dir=None):
-    """(images, labels) numpy arrays for Fashion-MNIST; a tf.data.Dataset for STL-10."""
-    if dataset == "fashion_mnist":
-        return load_fashion_mnist(split, data_dir or None)
-    if dataset == "stl10":
-        return load_stl10(split, data_dir or None), None
-    raise ValueError(f"unknown dataset {dataset!r}")
-
-
-def load_speech(dataset, split, data_dir=None, alignment_file=None, max_utterances=None):
-    """(waveforms, speaker indices, per-frame phone labels; -1 = unlabelled) of a speech
-    dataset: the espeak-ng corpus, or LibriSpeech train-clean-100 through tfds.
-
-    max_utterances: the corpus: the first N of the split; LibriSpeech: read only the
-    first N utterances of train-clean-100 (held in memory), then split them."""
-    if dataset == "espeak_speech":
-        from gim_zoo.data.speech_corpus import DEFAULT_DIR, load_split as corpus_split
-
-        audio, speakers, labels = corpus_split(data_dir or DEFAULT_DIR, split)
-        if max_utterances:
-            audio, speakers, labels = (audio[:max_utterances], speakers[:max_utterances],
-                                       labels[:max_utterances])
-        return audio, speakers, labels
-    if dataset == "librispeech":
-        from gim_zoo.data.librispeech import load_librispeech
-
-        return load_librispeech(split, data_dir, alignment_file,
-                                max_utterances=max_utterances)
-    raise ValueError(f"unknown speech dataset {dataset!r}")
-
-
 def _history_seconds(history_csv):
-    from gim_zoo.plots import read_history
+    from experiments.plots import read_history
 
     if not os.path.exists(history_csv):
         return 0.0
@@ -441,7 +410,7 @@ def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
 
 
 def _epochs_in_history(run):
-    from gim_zoo.plots import read_history
+    from experiments.plots import read_history
 
     if not os.path.exists(run.history_path):
         return 0

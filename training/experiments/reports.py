@@ -7,7 +7,7 @@ README tables are generated, never typed.
 import json
 from pathlib import Path
 
-from gim_zoo.plots import plt, save_figure
+from experiments.plots import plt, save_figure
 
 BUDGETS = (("60", "1% (60/class)"), ("600", "10% (600/class)"), ("all", "100%"))
 
@@ -256,7 +256,7 @@ def plot_finetune(results, out_path, title=""):
     (RIFLE's re-inits show as drops)."""
     import numpy as np
 
-    from gim_zoo.plots import read_history
+    from experiments.plots import read_history
 
     fig, (acc_ax, move_ax, curve_ax) = plt.subplots(1, 3, figsize=(15, 4))
     for i, (variant, runs) in enumerate(results.items()):

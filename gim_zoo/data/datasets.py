@@ -1,0 +1,48 @@
+"""One call per dataset kind, by registry name: labelled image splits, speech splits, and
+the training inputs that calibrate int8 export. Drivers, the demo and the CLI read data
+through these, not through the trainer."""
+
+from gim_zoo.data.fashion_mnist import load_fashion_mnist
+from gim_zoo.data.stl10 import load_stl10
+
+
+def load_split(dataset, split, data_dir=None):
+    """(images, labels) numpy arrays for Fashion-MNIST; a tf.data.Dataset for STL-10."""
+    if dataset == "fashion_mnist":
+        return load_fashion_mnist(split, data_dir or None)
+    if dataset == "stl10":
+        return load_stl10(split, data_dir or None), None
+    raise ValueError(f"unknown dataset {dataset!r}")
+
+
+def load_speech(dataset, split, data_dir=None, alignment_file=None, max_utterances=None):
+    """(waveforms, speaker indices, per-frame phone labels; -1 = unlabelled) of a speech
+    dataset: the espeak-ng corpus, or LibriSpeech train-clean-100 through tfds.
+
+    max_utterances: the corpus: the first N of the split; LibriSpeech: read only the
+    first N utterances of train-clean-100 (held in memory), then split them."""
+    if dataset == "espeak_speech":
+        from gim_zoo.data.speech_corpus import DEFAULT_DIR, load_split as corpus_split
+
+        audio, speakers, labels = corpus_split(data_dir or DEFAULT_DIR, split)
+        if max_utterances:
+            audio, speakers, labels = (audio[:max_utterances], speakers[:max_utterances],
+                                       labels[:max_utterances])
+        return audio, speakers, labels
+    if dataset == "librispeech":
+        from gim_zoo.data.librispeech import load_librispeech
+
+        return load_librispeech(split, data_dir, alignment_file,
+                                max_utterances=max_utterances)
+    raise ValueError(f"unknown speech dataset {dataset!r}")
+
+
+def calibration_inputs(spec, data_dir=None, count=200):
+    """Training inputs that calibrate int8 export: images, or waveform crops for audio."""
+    if spec.is_audio:
+        from gim_zoo.data.speech_corpus import DEFAULT_DIR, first_crops
+
+        return first_crops(data_dir or DEFAULT_DIR, "train", spec.encoder["crop_samples"],
+                           count)
+    images, _ = load_split(spec.dataset, "train", data_dir)
+    return images[:count]
