@@ -41,10 +41,10 @@ def test_finetune_with_rifle_records_reinits_and_module_movement(tmp_path):
     again = finetune(config)  # finished: returns the saved metrics without training
     assert again == json.loads((tmp_path / "run" / "metrics.json").read_text())
 
-    results = report.finetune_results([tmp_path / "run"])
-    table = report.finetune_table(results)
+    results = reports.finetune_results([tmp_path / "run"])
+    table = reports.finetune_table(results)
     assert "| rifle1 | 0 |" in table
-    assert report.plot_finetune(results, tmp_path / "rifle.png").stat().st_size > 1000
+    assert reports.plot_finetune(results, tmp_path / "rifle.png").stat().st_size > 1000
 
 
 def test_finetune_refuses_bad_settings_before_writing_anything(tmp_path):

@@ -25,16 +25,16 @@ def test_tables_and_plot_from_run_directories(tmp_path):
           {"labels_per_class": "all", "module": 3, "seed": 0, "test_accuracy": 0.5})
     write(tmp_path / "supervised-fmnist-resnet-labels60-seed0" / "metrics.json",
           {"test_accuracy": 0.65, "epochs_completed": 100})
-    rows, per_module = report.collect(tmp_path)
-    table = report.markdown(rows, per_module)
+    rows, per_module = reports.collect(tmp_path)
+    table = reports.markdown(rows, per_module)
     assert "| GIM (Greedy InfoMax) | 71.0 | - | 87.5 |" in table
     assert "| Supervised end-to-end (trained on the budget, global-pool head) | 65.0 | - | - |" \
         in table
     assert "| GIM (Greedy InfoMax) | 80.0 | - | 87.5 |" in table  # per-module table
-    assert "InfoNCE 3.2500" in report.training_table(tmp_path)
-    global_rows, _ = report.collect(tmp_path, pool_to=1)
+    assert "InfoNCE 3.2500" in reports.training_table(tmp_path)
+    global_rows, _ = reports.collect(tmp_path, pool_to=1)
     assert global_rows["GIM (Greedy InfoMax)"] == {"all": 0.5}
-    report.plot_budgets(rows, tmp_path / "b.png")
+    reports.plot_budgets(rows, tmp_path / "b.png")
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -45,12 +45,12 @@ def test_ticket_plot_and_table_from_round_files(tmp_path):
             write(tmp_path / label / "rounds" / f"round{r:02d}.json",
                   {"round": r, "remaining": remaining, "test_accuracy": acc - 0.01 * r,
                    "early_stop_iteration": 1000 - 100 * r})
-    assert [r["round"] for r in report.read_rounds(tmp_path / "ticket0")] == [0, 1, 2]
+    assert [r["round"] for r in reports.read_rounds(tmp_path / "ticket0")] == [0, 1, 2]
     runs = {"ticket": [tmp_path / "ticket0", tmp_path / "ticket1"],
             "random re-init": tmp_path / "reinit"}
-    report.plot_tickets(runs, tmp_path / "t.png", title="LeNet")
+    reports.plot_tickets(runs, tmp_path / "t.png", title="LeNet")
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
-    table = report.ticket_table(runs).splitlines()
+    table = reports.ticket_table(runs).splitlines()
     assert len(table) == 2 + 2  # the rounds both seeds finished
     assert table[2] == "| 100.0% | 85.00% (80.00-90.00) | 80.00% |"
     assert table[3] == "| 80.0% | 84.00% (79.00-89.00) | 79.00% |"
@@ -66,9 +66,9 @@ def test_deep_table_aggregates_probe_seeds(tmp_path):
     write(gim / "probes" / "labels60-module2-pool3-seed0.json",  # another module: ignored
           {"labels_per_class": 60, "module": 2, "pool_to": 3, "seed": 0,
            "test_accuracy": 0.5})
-    sources = report.deep_sources(tmp_path)
-    table = report.markdown_over_seeds(report.collect_over_probe_seeds(sources, 3))
+    sources = reports.deep_sources(tmp_path)
+    table = reports.markdown_over_seeds(reports.collect_over_probe_seeds(sources, 3))
     assert "| GIM, module at a time | - | - | 91.0 ± 0.8 (n=3) |" in table
-    table = report.markdown_over_seeds(report.collect_over_probe_seeds(sources, 1))
+    table = reports.markdown_over_seeds(reports.collect_over_probe_seeds(sources, 1))
     assert "| GIM, module at a time | - | - | 86.0 ± 0.8 (n=3) |" in table
     assert "CPC" not in table
