@@ -13,6 +13,7 @@ the benchmark's noise clips). Latency does not depend on the weights' values.
 
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def main():
     from gim_zoo import registry
     from gim_zoo.demo import per_image_ms
     from gim_zoo.exporting import TFLiteModel, export_tflite
-    from gim_zoo.runs import RunDirectory
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))  # experiments
+    from experiments.run_directory import RunDirectory
 
     spec = registry.get(args.model)
     keras.utils.set_random_seed(0)
@@ -45,9 +47,8 @@ def main():
     clips = np.random.default_rng(0).normal(0, 0.1, (args.clips, samples)).astype("float32")
     keras_model = encoder.feature_model()
     try:
-        from gim_zoo.data import calibration_inputs
 
-        calibration = calibration_inputs(spec, count=100)
+        calibration = spec.modality.calibration_inputs(spec, count=100)
     except FileNotFoundError:  # no corpus here: calibrate on the noise clips
         calibration = clips
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,17 +29,14 @@ def main():
 
     import numpy as np
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))  # experiments
     from gim_zoo import registry
     from gim_zoo.data import load_fashion_mnist
     from gim_zoo.demo import accuracy, per_image_ms
     from gim_zoo.exporting import TFLiteModel, export_tflite
-    from experiments.lottery_rounds import completed_rounds, load_ticket
-    from gim_zoo.runs import RunDirectory
+    from gim_zoo.lottery import completed_rounds, load_ticket, ticket_config
 
-    run = RunDirectory(args.ticket_dir)
-    network = run.read_config()["network"]
-    last = completed_rounds(run) - 1
+    network = ticket_config(args.ticket_dir)["network"]
+    last = completed_rounds(args.ticket_dir) - 1
     r = last if args.round < 0 else args.round
     if r < 1:
         sys.exit(f"error: {args.ticket_dir} has no pruned round yet (rounds done: {last + 1})")

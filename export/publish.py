@@ -7,6 +7,9 @@ The token comes from $HF_TOKEN or `hf auth login`; it is never printed or writte
 without a model card (README.md) and metrics.json is refused. Exactly the files that
 metadata.json lists (and metadata.json) are uploaded, each checked against its sha256;
 symbolic links are refused and anything else in the folder (.env, notes) stays local.
+When the folder is the package's pinned copy of its model (export/package.py's bundled
+folder), the repository and the new commit are recorded in gim_zoo/pretrained/manifest.json,
+where `gim_zoo.load` looks for them.
 """
 
 import os
@@ -16,8 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from gim_zoo.publishing import (PublishError, plan_upload, publish,  # noqa: E402
-                                unlisted_files)
+from gim_zoo.presets import (MANIFEST_PATH, InstallationError, PublishError,  # noqa: E402
+                             plan_upload, publish, record_publication, unlisted_files)
 
 flags.DEFINE_string("folder", None, "model folder to upload", required=True)
 flags.DEFINE_string("repo_id", None, "Hub repository, e.g. org/gim-fmnist-resnet", required=True)
@@ -36,11 +39,16 @@ def main(argv):
         if f.dry_run:
             print(f"dry run: {len(files)} files would be uploaded to {f.repo_id}")
             return
-        url = publish(f.folder, f.repo_id, private=f.private)
-    except (PublishError, OSError) as e:
+        commit = publish(f.folder, f.repo_id, private=f.private)
+        print(f"published: {commit}")
+        name = record_publication(f.folder, f.repo_id, commit.oid)
+    except (PublishError, InstallationError, OSError) as e:
         sys.exit(f"error: {e}")
-    print(f"published: {url}")
-    print(f"pin it: set hub_repo={f.repo_id!r} for this model in gim_zoo/registry.py")
+    if name:
+        print(f"recorded in {MANIFEST_PATH}: {name} is at {f.repo_id}, revision {commit.oid}")
+    else:
+        print(f"not recorded in {MANIFEST_PATH}: the folder is not the package's pinned copy "
+              "of its model (package it with export/package.py, then publish that folder)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ unimported). `gim_zoo.zoo.info` is this function.
 
 import json
 
-from gim_zoo import hub, registry
+from gim_zoo import presets, registry
 
 
 def info(name: str) -> dict:
@@ -18,6 +18,7 @@ def info(name: str) -> dict:
         InstallationError: the package manifest is missing or unreadable.
     """
     spec = registry.get(name)
+    published = presets.manifest_entry(name) or {}
     details = {
         "name": spec.name,
         "objective": spec.objective,
@@ -29,10 +30,10 @@ def info(name: str) -> dict:
         "training": {"epochs": spec.epochs, "batch_size": spec.batch_size,
                      "learning_rate": spec.learning_rate,
                      "command": spec.training_command()},
-        "hub_repo": spec.hub_repo,
-        "pretrained_files": hub.pinned_files(name),
+        "hub_repo": published.get("hub_repo"),
+        "pretrained_files": dict(published.get("files", {})),
     }
-    metrics = hub.BUNDLED_DIR / name / "metrics.json"
+    metrics = presets.BUNDLED_DIR / name / presets.METRICS_FILE
     if metrics.exists():
         details["metrics"] = json.loads(metrics.read_text())
     return details

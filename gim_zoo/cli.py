@@ -3,6 +3,7 @@
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -32,9 +33,8 @@ def native_logs_captured(expected_errors=()):
     if fd is None or os.environ.get(NATIVE_LOGS_ENV) == "1":
         yield
         return
-    from absl import logging as absl_logging  # TensorFlow's Python-side logging
-
-    absl_logging.set_verbosity(absl_logging.ERROR)
+    # TensorFlow's Python-side logging goes through absl's logger (std logging underneath)
+    logging.getLogger("absl").setLevel(logging.ERROR)
     saved_fd = os.dup(fd)
     python_stderr = sys.stderr
     sys.stderr = open(os.dup(saved_fd), "w", buffering=1, encoding=python_stderr.encoding,
@@ -64,7 +64,6 @@ def native_logs_captured(expected_errors=()):
 
 def _export(args):
     from gim_zoo.exporting import check_output, export_saved_model, export_tflite
-    from gim_zoo.data import calibration_inputs
     from gim_zoo.zoo import load
     from gim_zoo import registry
 
@@ -72,19 +71,16 @@ def _export(args):
     weights = None if args.weights == "none" else args.weights
     spec = registry.get(args.name)
     encoder = load(args.name, weights=weights)
-    if spec.is_audio:  # waveform crops in, per-frame features out; the GRU is unrolled
-        model = (encoder.feature_model if args.format == "saved_model" else
-                 encoder.export_model)(args.module or None)
-    else:
-        pool_to = None if args.grid else (args.pool_to or spec.probe_pool_to)
-        model = encoder.feature_model(args.module or None, pool_to=pool_to)
+    model = spec.modality.export_model(encoder, spec, args.module or None,
+                                       saved_model=args.format == "saved_model",
+                                       grid=args.grid, pool_to=args.pool_to)
     if args.format == "saved_model":
         path = export_saved_model(model, args.out, overwrite=args.overwrite)
     elif args.format == "tflite":
         path = export_tflite(model, args.out, overwrite=args.overwrite)
     else:
         path = export_tflite(model, args.out, quantize="int8", overwrite=args.overwrite,
-                             representative_images=calibration_inputs(spec))
+                             representative_images=spec.modality.calibration_inputs(spec))
     print(f"wrote {path} ({args.format}; {model.input_shape} -> {model.output_shape})")
 
 

@@ -7,11 +7,11 @@ the same raw 0..255 images go in.
 """
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from gim_zoo.files import atomic_dir
 
 
 class OutputExistsError(FileExistsError):
@@ -39,38 +39,15 @@ def check_output(path, overwrite=False, directory=False):
                                 "to replace it")
 
 
-def _os_error(e, path):
-    """`e` as an OSError that names `path` (one line: the path and the OS error)."""
-    if getattr(e, "filename", None):
-        return e
-    if e.errno is None:
-        return OSError(f"{path}: {e}")
-    return type(e)(e.errno, e.strerror or str(e), str(path))
-
-
 def _export_via_staging(path, overwrite, directory, write):
-    """write(staging path) in a fresh private folder next to `path`, then rename into
-    place. The staging folder (mkdtemp: a new, unique name, never a link) is removed on
-    any error, so nothing is left behind and nothing is written outside it."""
-    path = Path(path)
+    """write(staging path) through atomic_dir (a fresh private folder next to `path`:
+    nothing is left behind and nothing is written outside it), checking `path` before
+    and again just before the rename."""
     check_output(path, overwrite, directory)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
-    try:
-        staged = staging / path.name
+    with atomic_dir(path) as staged:
         write(staged)
         check_output(path, overwrite, directory)  # nothing appeared meanwhile
-        if directory and path.exists():
-            old = staging / ".old"
-            os.rename(path, old)  # our own SavedModel (checked): moved aside, then deleted
-            os.rename(staged, path)
-        else:
-            os.replace(staged, path)  # a file: never onto a folder (checked)
-    except OSError as e:
-        raise _os_error(e, path) from e
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return path
+    return Path(path)
 
 
 def export_saved_model(model, path, overwrite=True):

@@ -1,4 +1,5 @@
-"""Files that are never half-written: every writer in gim_zoo goes through `atomic_path`.
+"""Files that are never half-written: every writer in gim_zoo goes through `atomic_path`
+(or, for folders, `atomic_dir`).
 
     with atomic_path("out/metrics.json") as tmp:
         tmp.write_text(...)          # or model.save_weights(tmp), plt.savefig(tmp), ...
@@ -12,6 +13,8 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 
@@ -55,6 +58,38 @@ def atomic_path(path, before_replace=None):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """atomic_path for writers that make a folder (a SavedModel, a corpus) or that must
+    not be handed a predictable name (a converter that would follow a planted link).
+
+    Yields `path`'s name inside a fresh private staging folder beside it (mkdtemp: a new,
+    unique name, never a link) and renames what the block wrote there over `path`. A
+    folder already at `path` is moved aside first (a rename cannot replace a non-empty
+    folder) and deleted after; the staging folder is removed in every case."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
+    staged = staging / path.name
+    try:
+        yield staged
+        os.chmod(staged, 0o755 if staged.is_dir() else 0o644)
+        old = staging / ".old" if path.is_dir() and not path.is_symlink() else None
+        if old:
+            os.rename(path, old)
+        try:
+            os.replace(staged, path)
+        except OSError:
+            if old:
+                os.rename(old, path)  # keep what was there
+            raise
+    except OSError as e:
+        raise os_error_naming(e, path) from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def atomic_write_text(path, text):

@@ -9,6 +9,8 @@ import dataclasses
 import difflib
 import fnmatch
 
+from gim_zoo import modality
+
 FASHION_MNIST_ENCODER = dict(
     # Pad 28 -> 32 inside the model, 8x8 patches with stride 4 (50% overlap, as the paper's
     # 16/8 on 64x64): a 7x7 grid, the paper's grid, so K = 5 predictions still fit
@@ -46,7 +48,6 @@ PAPER_SPEECH_ENCODER = dict(
     kernels=(10, 8, 4, 4, 4), strides=(5, 4, 2, 2, 2), channels=512, gru_units=256,
     crop_samples=20480,
 )
-AUDIO_DATASETS = ("espeak_speech", "librispeech")
 GIM_OBJECTIVE = dict(prediction_steps=5, negatives=16, skip=1, isolate=True,
                      loss_modules="all", autoregressor=False)
 # LoCo (Xiong, Ren, Urtasun, NeurIPS 2020): GIM whose module k loss is scored after the
@@ -60,6 +61,13 @@ AUDIO_GIM_OBJECTIVE = dict(prediction_steps=12, negatives=10, skip=0, isolate=Tr
                            loss_modules="all", autoregressor=False)
 AUDIO_CPC_OBJECTIVE = dict(prediction_steps=12, negatives=10, skip=0, isolate=False,
                            loss_modules="last", autoregressor=False)
+
+
+# The InfoNCE settings of each objective, per modality (supervised models have none).
+OBJECTIVES = {
+    "image": {"gim": GIM_OBJECTIVE, "loco": LOCO_OBJECTIVE, "cpc": CPC_OBJECTIVE},
+    "audio": {"gim": AUDIO_GIM_OBJECTIVE, "cpc": AUDIO_CPC_OBJECTIVE},
+}
 
 
 class UnknownModelError(KeyError):
@@ -82,7 +90,6 @@ class ModelSpec:
     num_classes: int = 10
     paper: str = "Loewe, O'Connor, Veeling. Putting An End to End-to-End. NeurIPS 2019."
     license: str = "apache-2.0"
-    hub_repo: str = None  # set once the weights are published (export/publish.py)
     # Linear probes read module features average-pooled to a probe_pool_to x probe_pool_to
     # grid: 1 is the paper's global pool (STL-10); 3 keeps the coarse layout that
     # Fashion-MNIST's 28x28 classes differ by (see GridAveragePool).
@@ -92,53 +99,45 @@ class ModelSpec:
     ticket_of: str = None
     ticket_experiment: str = None
 
-    def training_command(self, seed=0):
+    def training_command(self, seed=0, out_dir=None, **flags):
+        """The command that trains this model: train.py with --model, --seed, --out_dir
+        (default runs/NAME-seedSEED) and any other `flags` (a run's non-default settings,
+        in order). The one builder: `info`, the not-published error and packaged
+        metrics.json all use it. A lottery ticket is made by lth_results.sh and
+        package.py instead (out_dir and flags do not apply)."""
         if self.ticket_of:
             run = f"runs/lth/{self.ticket_experiment}-ticket-seed{seed}"
             return (f"SEED={seed} EXPERIMENTS={self.ticket_experiment} bash "
                     f"training/lth_results.sh && python export/package.py --model={self.name} "
                     f"--ticket_dir={run}")
+        out_dir = f"runs/{self.name}-seed{seed}" if out_dir is None else out_dir
         return (f"python training/train.py --model={self.name} --seed={seed} "
-                f"--out_dir=runs/{self.name}-seed{seed}")
+                f"--out_dir={out_dir}" + "".join(f" --{k}={v}" for k, v in flags.items()))
+
+    @property
+    def modality(self):
+        """IMAGE or AUDIO (gim_zoo.modality): what differs between the two, said once."""
+        return modality.of_dataset(self.dataset)
 
     @property
     def infonce(self):
-        if self.is_audio:
-            return {"gim": AUDIO_GIM_OBJECTIVE, "cpc": AUDIO_CPC_OBJECTIVE}.get(self.objective)
-        return {"gim": GIM_OBJECTIVE, "loco": LOCO_OBJECTIVE,
-                "cpc": CPC_OBJECTIVE}.get(self.objective)
-
-    @property
-    def is_audio(self):
-        return self.dataset in AUDIO_DATASETS
+        return OBJECTIVES[self.modality.name].get(self.objective)
 
     def build_encoder(self, **overrides):
-        if self.is_audio:
-            from gim_zoo.models.audio import AudioEncoder
-
-            return AudioEncoder(**{**self.encoder, **overrides}, name="encoder")
-        from gim_zoo.models.resnet import PatchResNetEncoder
-
-        return PatchResNetEncoder(**{**self.encoder, **overrides}, name="encoder")
+        encoder_class = self.modality.encoder_class()
+        return encoder_class(**{**self.encoder, **overrides}, name="encoder")
 
     def build_model(self, encoder_overrides=None, train_module=None, seed=None,
                     num_classes=None):
         """The model train.py fits: GreedyInfoMax for gim/cpc; for supervised a Classifier
         (images) or a per-frame phone classifier (audio; num_classes: the corpus's phones)."""
         from gim_zoo.models.gim import GreedyInfoMax
-        from gim_zoo.models.probe import Classifier
 
         encoder = self.build_encoder(**(encoder_overrides or {}))
         if self.objective == "supervised":
             if train_module is not None:
                 raise ValueError("train_module applies to gim/cpc objectives, not supervised")
-            if self.is_audio:
-                from gim_zoo.models.frame_classifier import FrameClassifier
-
-                return FrameClassifier(encoder, num_classes or self.num_classes,
-                                       name="supervised")
-            return Classifier(encoder, num_classes or self.num_classes, frozen=False,
-                              name="supervised")
+            return self.modality.supervised_model(encoder, num_classes or self.num_classes)
         return GreedyInfoMax(encoder, train_module=train_module, seed=seed,
                              name=self.objective, **self.infonce)
 

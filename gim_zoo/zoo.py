@@ -6,18 +6,17 @@
     encoder = gim_zoo.load("gim-espeak-audio")         # 16 kHz waveforms -> 10 ms frames
 """
 
-import json
 import os
 import warnings
 from pathlib import Path
 
 import keras
 
-from gim_zoo import hub, registry
+from gim_zoo import presets, registry
 from gim_zoo.catalog import info  # noqa: F401  (TensorFlow-free; gim_zoo.info is it)
-from gim_zoo.hub import (InstallationError, IntegrityError, ModelMismatchError,  # noqa: F401
-                         WeightsNotAvailableError)
-from gim_zoo.model_folder import load_weights_checked, read_encoder
+from gim_zoo.presets import (InstallationError, IntegrityError,  # noqa: F401  (for users)
+                             ModelMismatchError, WeightsNotAvailableError,
+                             load_weights_checked, read_encoder)
 from gim_zoo.models.input_checks import (InputRangeWarning, check_images,  # noqa: F401
                                          check_waveforms)
 from gim_zoo.registry import UnknownModelError  # noqa: F401  (re-exported for users)
@@ -38,7 +37,8 @@ def load(name: str, weights: str | os.PathLike | None = "pretrained",
     weights: "pretrained" (local folder -> Hub -> bundled copy, sha256-verified against the
       package's manifest), None (random init), or a path: a model folder or a
       `.weights.h5` file (e.g. a run's encoder.weights.h5).
-    revision, hub_repo, cache_dir, endpoint: Hub options (a branch, tag or commit sha).
+    revision, hub_repo, cache_dir, endpoint: Hub options (a branch, tag or commit sha);
+      by default the repository and commit the package manifest records for `name`.
     local_dir: a folder holding this model's files (or one sub-folder per model).
     allow_other_architecture: for weights=FOLDER only. A folder must hold `name`'s encoder
       class, and by default its registered architecture (widths, blocks, image size...);
@@ -64,15 +64,14 @@ def load(name: str, weights: str | os.PathLike | None = "pretrained",
     if weights is None:
         return spec.build_encoder()
     if isinstance(weights, str) and weights == "pretrained":
-        folder = hub.resolve(name, hub_repo or spec.hub_repo, revision, local_dir, cache_dir,
-                             endpoint)
+        folder = presets.resolve(name, hub_repo, revision, local_dir, cache_dir, endpoint)
         # every file, config.json included, matches the package's pins for `name`: the
         # architecture is the published one; the class is still checked
         return read_encoder(folder, spec, allow_other_architecture=True)
     path = Path(weights)
     if path.is_dir():
-        if (path / "metadata.json").is_file():
-            hub.verify_folder(path, hub.folder_pins(path))
+        if (path / presets.METADATA_FILE).is_file():
+            presets.verify_folder(path, presets.folder_pins(path))
             _warn_if_named_otherwise(path, name)
         else:
             warnings.warn(
@@ -89,7 +88,7 @@ def load(name: str, weights: str | os.PathLike | None = "pretrained",
 
 def _warn_if_named_otherwise(folder, name):
     try:
-        saved_as = json.loads((folder / "metadata.json").read_text()).get("name")
+        saved_as = presets.read_metadata(folder).get("name")
     except (OSError, ValueError, AttributeError):
         return
     if saved_as and saved_as != name:

@@ -1,9 +1,43 @@
-"""Shared fixtures: tiny encoders so the whole suite runs in minutes on 2 CPU cores."""
+"""Shared fixtures (tiny encoders so the whole suite runs in minutes on 2 CPU cores), and
+which backend the suite runs under.
 
+Keras fixes its backend when it is first imported, so the backend is chosen here, before
+any test module imports keras: KERAS_BACKEND from the environment, TensorFlow when unset
+(so a ~/.keras/keras.json does not change what the suite tests). Under any other backend
+only tests/neutral/ is collected (the rest of the suite is TensorFlow's: tf.data, tf.distribute,
+TFLite conversion, subprocesses), and TensorFlow imports are blocked, as on a machine that
+has JAX but no TensorFlow: a neutral test that reaches TensorFlow fails instead of passing by
+accident. `KERAS_BACKEND=jax pytest` is the JAX pass; tests/test_jax_backend.py runs it
+from the ordinary (TensorFlow) suite.
+"""
+
+import importlib.abc
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+BACKEND = os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+NEUTRAL_DIR = Path(__file__).resolve().parent / "neutral"
+
+
+class _NoTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ImportError(f"{name} is blocked: the tests run under KERAS_BACKEND={BACKEND}, "
+                              "and backend-neutral code must not need TensorFlow")
+
+
+if BACKEND != "tensorflow":
+    sys.meta_path.insert(0, _NoTensorFlow())
+if BACKEND == "jax":
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")  # as CUDA_VISIBLE_DEVICES above
+    # XLA's backend optimisations are most of the compile time of these tiny programs
+    # (about 3x) and change nothing the tests look at.
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
 # Tests never touch the network: the Hub client starts offline (tests that talk to the
 # local stand-in switch it back on, see tests/hf_standin.py).
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -42,3 +76,12 @@ def standin(monkeypatch):
     isolate_client(monkeypatch)
     with HubStandIn(token="hf_secret_test_token") as server:
         yield server
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Under a backend other than TensorFlow, collect only tests/neutral/."""
+    if BACKEND == "tensorflow" or collection_path.suffix != ".py":
+        return None
+    if collection_path.name.startswith("test_") and NEUTRAL_DIR not in collection_path.parents:
+        return True
+    return None

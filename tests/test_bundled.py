@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 import gim_zoo
-from gim_zoo import hub, registry
+from gim_zoo import presets, registry
 from experiments import model_cards
 from gim_zoo.data import load_fashion_mnist
 from gim_zoo.exporting import TFLiteModel
 
 NAME = "gim-fmnist-resnet"
-FOLDER = hub.BUNDLED_DIR / NAME
+FOLDER = presets.BUNDLED_DIR / NAME
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +25,12 @@ def fmnist_test_images():
 @pytest.mark.parametrize("name", ["gim-fmnist-resnet", "cpc-fmnist-resnet",
                                   "supervised-fmnist-resnet"])
 def test_bundled_models_load_offline_and_are_pinned(name):
-    assert set(hub.pinned_files(name)) >= {"config.json", "metadata.json", "model.weights.h5",
-                                           "README.md", "metrics.json", "encoder.tflite",
-                                           "encoder_int8.tflite"}
+    assert set(presets.pinned_files(name)) >= {
+        "config.json", "metadata.json", "model.weights.h5", "README.md", "metrics.json",
+        "encoder.tflite", "encoder_int8.tflite"}
     encoder = gim_zoo.load(name)  # conftest keeps the Hub client offline
     assert encoder.output_channels == [64, 128, 256]
-    assert (hub.BUNDLED_DIR / name / "model.weights.h5").stat().st_size < 5 * 2**20
+    assert (presets.BUNDLED_DIR / name / "model.weights.h5").stat().st_size < 5 * 2**20
 
 
 @pytest.mark.slow
@@ -59,7 +59,7 @@ def test_card_and_metrics_come_from_the_run():
 @pytest.mark.slow
 def test_bundled_gim_ticket_is_as_sparse_as_its_metrics_say(fmnist_test_images):
     name = "gim-fmnist-resnet-ticket"
-    folder = hub.BUNDLED_DIR / name
+    folder = presets.BUNDLED_DIR / name
     metrics = json.loads((folder / "metrics.json").read_text())
     encoder = gim_zoo.load(name)
     kernels = [w.numpy() for w in encoder.weights if w.path.endswith("kernel")]
@@ -81,7 +81,7 @@ def test_bundled_audio_encoder_loads_and_its_tflite_files_agree():
     to Keras, int8 close in direction; the card is rendered from metrics.json and says
     the corpus is synthetic."""
     name = "gim-espeak-audio"
-    folder = hub.BUNDLED_DIR / name
+    folder = presets.BUNDLED_DIR / name
     encoder = gim_zoo.load(name)
     samples = encoder.crop_samples
     t = np.arange(samples, dtype=np.float32) / 16000

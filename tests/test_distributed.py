@@ -35,7 +35,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras
 import numpy as np
 from gim_zoo.registry import get
-from gim_zoo.runs import seed_generators
+from gim_zoo.callbacks.backup import seed_states
 
 TINY = dict(stem_width=8, widths=(4, 4, 8), blocks=(1, 1, 1))
 # Plain SGD: the update is lr * gradient, so a wrong scale cannot hide (Adam would mostly
@@ -63,11 +63,11 @@ after = values(dist.trainable_variables)
 # drawing negatives from the samplers' common starting state, then their mean.
 ref = build()
 assert all(np.array_equal(a, b) for a, b in zip(start, values(ref.trainable_variables)))
-states = [keras.ops.convert_to_numpy(g.state.value) for g in seed_generators(ref)]
+states = [keras.ops.convert_to_numpy(v) for v in seed_states(ref)]
 grads = []
 for half in (x[:8], x[8:]):
-    for g, s in zip(seed_generators(ref), states):
-        g.state.assign(s)
+    for v, s in zip(seed_states(ref), states):
+        v.assign(s)
     tape, total, _ = ref.losses_on_tape(tf.constant(half))
     grads.append(values(tape.gradient(total, ref.trainable_variables)))
 

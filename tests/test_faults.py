@@ -23,7 +23,7 @@ from tests.subprocs import tail
 from tests.training_procs import (STEPS_PER_EPOCH, cached_run, final_logs, kill_all,
                                   leftovers, run, run_cluster, start, start_cluster,
                                   wait_all, weights)
-from gim_zoo.runs import ResumableBackup
+from gim_zoo.callbacks.backup import ResumableBackup
 
 EPOCHS = 3
 
@@ -88,7 +88,7 @@ def test_a_worker_sigkilled_at_a_random_step_resumes_with_its_cluster(seed, tmp_
                                                                        tmp_path_factory):
     """Worker 1 of 2 kills itself; the chief is then stopped too (synchronous training
     cannot go on without a peer: a scheduler restarts the whole cluster, which is what
-    Keras's BackupAndRestore is for) and both are restarted with the same command."""
+    ResumableBackup is for) and both are restarted with the same command."""
     step, why = kill_step(seed)
     reference = cached_run(tmp_path_factory, "multi-worker", f"--epochs={EPOCHS}",
                            cluster=True)
@@ -115,11 +115,11 @@ def test_backup_carries_optimizer_and_negative_sampler_state(tmp_path, tiny_enco
     """What exact resumption rests on, in-process: the backup restores the optimizer's
     variables (Keras's weights file has them) and the InfoNCE samplers' seed-generator
     states (Keras's weights file has not: ResumableBackup stores them beside the weights
-    in the same file), and the epoch count comes from that same file."""
+    in the same file), and the epoch count fit() resumes at comes from that same file."""
     import keras
 
     from gim_zoo.models.gim import GreedyInfoMax
-    from gim_zoo.runs import seed_generators
+    from gim_zoo.callbacks.backup import seed_states
 
     from tests.conftest import TINY_ENCODER
 
@@ -128,7 +128,7 @@ def test_backup_carries_optimizer_and_negative_sampler_state(tmp_path, tiny_enco
     model.compile(keras.optimizers.Adam(1e-3))
     model.fit(images, batch_size=4, epochs=2, verbose=0,
               callbacks=[ResumableBackup(tmp_path / "backup")])
-    drawn = [keras.ops.convert_to_numpy(g.state.value) for g in seed_generators(model)]
+    drawn = [keras.ops.convert_to_numpy(v) for v in seed_states(model)]
     assert len(drawn) == 3 and all(state[1] > 0 for state in drawn)  # negatives were drawn
 
     from gim_zoo.registry import get
@@ -138,10 +138,10 @@ def test_backup_carries_optimizer_and_negative_sampler_state(tmp_path, tiny_enco
     backup = ResumableBackup(tmp_path / "backup")
     backup.set_model(fresh)
     backup.on_train_begin()
-    assert fresh._initial_epoch == 2
+    assert backup.initial_epoch == 2
     assert ResumableBackup.completed_epochs(tmp_path / "backup") == 2
-    for a, b in zip(drawn, seed_generators(fresh)):
-        assert np.array_equal(a, keras.ops.convert_to_numpy(b.state.value))
+    for a, b in zip(drawn, seed_states(fresh)):
+        assert np.array_equal(a, keras.ops.convert_to_numpy(b))
     assert int(fresh.optimizer.iterations) == 4
     for a, b in zip(model.optimizer.variables, fresh.optimizer.variables):
         assert np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
@@ -150,7 +150,7 @@ def test_backup_carries_optimizer_and_negative_sampler_state(tmp_path, tiny_enco
 
 def test_module_at_a_time_resume_restores_the_optimizer(tmp_path, tiny_encoder):
     """A `train_module=k` run's backup holds the optimizer that a resumed run builds
-    (Keras builds it over every trainable variable before restoring), so its Adam moments
+    (built over every trainable variable before restoring), so its Adam moments
     and step count come back instead of being skipped with a warning."""
     import warnings
 

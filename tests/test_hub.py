@@ -9,11 +9,9 @@ import pytest
 from huggingface_hub import constants
 
 import gim_zoo
-from gim_zoo import hub
-from gim_zoo.hub import IntegrityError
-from gim_zoo.model_folder import write_model_folder
-from experiments.packaging import pin
-from gim_zoo.publishing import PublishError, plan_upload, publish
+from gim_zoo import presets
+from gim_zoo.presets import (IntegrityError, PublishError, pin, plan_upload, publish,
+                             write_model_folder)
 from tests import subprocs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,8 +22,8 @@ REPO = "gim-zoo-test/gim-fmnist-resnet"
 @pytest.fixture
 def model_folder(tmp_path, monkeypatch, tiny_encoder):
     """A complete model folder, pinned in a temporary manifest; no bundled copy."""
-    monkeypatch.setattr(hub, "BUNDLED_DIR", tmp_path / "no-bundle")
-    monkeypatch.setattr(hub, "MANIFEST_PATH", tmp_path / "manifest.json")
+    monkeypatch.setattr(presets, "BUNDLED_DIR", tmp_path / "no-bundle")
+    monkeypatch.setattr(presets, "MANIFEST_PATH", tmp_path / "manifest.json")
     folder = write_model_folder(tiny_encoder, tmp_path / "out" / NAME, NAME,
                                 {"README.md": "---\nlicense: apache-2.0\n---\ncard\n",
                                  "metrics.json": "{}"})
@@ -62,9 +60,34 @@ def test_revision_pinning_and_a_tampered_hub_file(standin, model_folder, tmp_pat
 
 
 def test_unreachable_hub_falls_back_to_the_bundled_copy(standin, model_folder, monkeypatch):
-    monkeypatch.setattr(hub, "BUNDLED_DIR", model_folder.parent)
+    monkeypatch.setattr(presets, "BUNDLED_DIR", model_folder.parent)
     encoder = gim_zoo.load(NAME, hub_repo="nobody/not-there", endpoint=standin.endpoint)
     assert encoder.num_modules == 3
+
+
+def test_publication_is_data_in_the_manifest_and_load_follows_it(
+        standin, model_folder, tiny_encoder, tmp_path):
+    """Where a model is published (repo, commit) is written into the manifest by
+    record_publication, read by load() (no hub_repo= needed) and dropped by new pins."""
+    commit = publish(model_folder, REPO, token=standin.token, endpoint=standin.endpoint)
+    other = write_model_folder(tiny_encoder, tmp_path / "other" / NAME, NAME,
+                               {"README.md": "another card", "metrics.json": "{}"})
+    assert presets.record_publication(other, REPO, commit.oid) is None  # not the pinned copy
+    assert presets.manifest_entry(NAME)["hub_repo"] is None
+    assert presets.record_publication(model_folder, REPO, commit.oid) == NAME
+    entry = presets.manifest_entry(NAME)
+    assert (entry["hub_repo"], entry["revision"]) == (REPO, commit.oid)
+    assert gim_zoo.info(NAME)["hub_repo"] == REPO
+    weights = bytearray(standin.files(REPO)["model.weights.h5"])
+    weights[-10] ^= 0xFF
+    standin.add_files(REPO, {"model.weights.h5": bytes(weights)})  # a bad newer commit
+    before = len(standin.requests)
+    encoder = gim_zoo.load(NAME, endpoint=standin.endpoint, cache_dir=tmp_path / "c")
+    assert encoder.num_modules == 3 and len(standin.requests) > before  # the recorded commit
+    presets.pin(NAME, model_folder)  # the same files: the record stays
+    assert presets.manifest_entry(NAME)["revision"] == commit.oid
+    presets.pin(NAME, other)  # new files: the Hub holds the old ones, so the record goes
+    assert presets.manifest_entry(NAME)["hub_repo"] is None
 
 
 def test_upload_without_a_token_is_refused(standin, model_folder):

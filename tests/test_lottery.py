@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from gim_zoo.callbacks.lottery import PruneWithRewind, PruningMasks, prunable_kernels
+from gim_zoo.lottery import PruneWithRewind, PruningMasks, prunable_kernels
 
 
 def mlp(seed=0):
@@ -117,6 +117,54 @@ def test_rewind_restores_the_exact_values_and_a_fresh_optimizer(rewind_step):
         if mask is not None:
             want = want * mask
         np.testing.assert_array_equal(variable.numpy(), want)
+
+
+def test_prune_at_end_in_fit_equals_pruning_by_hand():
+    """One fit = one round: the same masks and weights as fit, then prune_and_rewind();
+    a callback listed before it still sees the trained weights in on_train_end."""
+    x, y = data()
+    results = []
+    for at_end in (False, True):
+        model = mlp()
+        masks = PruningMasks(model)
+        compile_(model)
+        rewind = PruneWithRewind(masks, rewind_step=3, prune_at_end=at_end)
+        trained = []
+
+        class Trained(keras.callbacks.Callback):
+            def on_train_end(self, logs=None):
+                trained[:] = [v.numpy().copy() for v in model.weights]
+
+        for _ in range(2):
+            model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[Trained(), rewind])
+            if not at_end:
+                rewind.prune_and_rewind()
+        results.append(([v.numpy() for v in model.weights], masks.numpy(), trained))
+    (by_hand, masks_by_hand, trained_by_hand), (in_fit, masks_in_fit, trained_in_fit) = results
+    for a, b in zip(by_hand, in_fit, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(masks_by_hand.values(), masks_in_fit.values(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert all(m.mean() < 1 for m in masks_in_fit.values())  # two rounds pruned
+    for a, b in zip(trained_by_hand, trained_in_fit, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_rewind_at_end_keeps_the_masks():
+    model = mlp()
+    masks = PruningMasks(model)
+    compile_(model)
+    x, y = data()
+    masks.assign(masks.magnitude_prune())
+    before = masks.numpy()
+    rewind = PruneWithRewind(masks, rewind_at_end=True)
+    start = [v.numpy().copy() for v in masks.unmasked_weights(model)]
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[rewind])
+    for path, mask in masks.numpy().items():
+        np.testing.assert_array_equal(mask, before[path])
+    for variable, value in zip(masks.unmasked_weights(model), start):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    assert int(model.optimizer.iterations.numpy()) == 0
 
 
 def test_random_pruning_control_has_the_same_counts(tmp_path):

@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import pytest
 
-from gim_zoo import hub
-from gim_zoo.runs import RunDirectory
+from gim_zoo import presets
+from experiments.run_directory import RunDirectory
 from tests import subprocs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,8 +43,8 @@ def cli(*args):
 @pytest.fixture(autouse=True)
 def private_manifest(tmp_path, monkeypatch):
     """Nothing here may touch the package's bundled copies or manifest."""
-    monkeypatch.setattr(hub, "BUNDLED_DIR", tmp_path / "bundled")
-    monkeypatch.setattr(hub, "MANIFEST_PATH", tmp_path / "bundled" / "manifest.json")
+    monkeypatch.setattr(presets, "BUNDLED_DIR", tmp_path / "bundled")
+    monkeypatch.setattr(presets, "MANIFEST_PATH", tmp_path / "bundled" / "manifest.json")
 
 
 # 1. export --out -------------------------------------------------------------------------
@@ -107,7 +107,7 @@ def test_export_never_writes_through_a_symlink_into_a_users_folder(tiny_encoder,
 # 2. one process per run directory --------------------------------------------------------
 
 def test_a_run_directory_is_locked_by_one_process(tmp_path):
-    from gim_zoo.runs import RunLockedError
+    from experiments.run_directory import RunLockedError
 
     run = RunDirectory(tmp_path / "r")
     with run.lock():
@@ -135,14 +135,15 @@ def test_second_train_process_on_the_same_out_dir_is_refused(tmp_path):
 # 3. damaged backups are refused, not resumed ---------------------------------------------
 
 def _fit_with_backup(model, backup_dir, epochs):
-    from gim_zoo.runs import ResumableBackup
+    from gim_zoo.callbacks import ResumableBackup
 
+    backup = ResumableBackup(backup_dir)
     model.fit(np.ones((4, 3)), np.ones((4, 1)), epochs=epochs, verbose=0,
-              callbacks=[ResumableBackup(backup_dir)])
+              initial_epoch=backup.initial_epoch, callbacks=[backup])
 
 
 def test_backup_checksum_catches_damage_but_not_an_interrupted_commit(tmp_path):
-    from gim_zoo.runs import BackupError, ResumableBackup
+    from gim_zoo.callbacks import BackupError, ResumableBackup
 
     backup = tmp_path / "backup"
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
@@ -166,7 +167,7 @@ def test_backup_checksum_catches_damage_but_not_an_interrupted_commit(tmp_path):
 
 
 def test_backup_must_agree_with_history(tmp_path):
-    from gim_zoo.runs import BackupError
+    from gim_zoo.callbacks import BackupError
 
     run = RunDirectory(tmp_path / "r")
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
@@ -209,7 +210,7 @@ def test_damaged_backups_are_refused_by_train_py(tmp_path):
 
 @pytest.fixture
 def model_folder(tmp_path, tiny_encoder):
-    from gim_zoo.model_folder import write_model_folder
+    from gim_zoo.presets import write_model_folder
 
     return write_model_folder(tiny_encoder, tmp_path / "out" / NAME, NAME,
                               {"README.md": "---\nlicense: apache-2.0\n---\ncard\n",
@@ -217,7 +218,7 @@ def model_folder(tmp_path, tiny_encoder):
 
 
 def test_publish_uploads_exactly_the_listed_files(standin, model_folder, tmp_path):
-    from gim_zoo.publishing import plan_upload, publish
+    from gim_zoo.presets import plan_upload, publish
 
     secret = tmp_path / "secret.txt"
     secret.write_text("outside the folder")
@@ -235,7 +236,7 @@ def test_publish_uploads_exactly_the_listed_files(standin, model_folder, tmp_pat
 
 
 def test_publish_refuses_a_symlinked_file(standin, model_folder, tmp_path):
-    from gim_zoo.publishing import PublishError, plan_upload
+    from gim_zoo.presets import PublishError, plan_upload
 
     outside = tmp_path / "README-elsewhere.md"
     shutil.move(model_folder / "README.md", outside)
@@ -269,7 +270,7 @@ def test_packaging_refuses_a_run_that_trained_no_epoch(tmp_path, tiny_encoder):
     run_dir = _fake_run(tmp_path / "run", tiny_encoder, epochs_completed=0)
     with pytest.raises(ValueError, match="trained 0 epochs"):
         package_run(NAME, run_dir, tmp_path / "x")
-    assert not (tmp_path / "x").exists() and not hub.MANIFEST_PATH.exists()
+    assert not (tmp_path / "x").exists() and not presets.MANIFEST_PATH.exists()
 
 
 @pytest.mark.slow
@@ -281,11 +282,11 @@ def test_package_script_with_out_dir_writes_only_that_folder(tmp_path, tiny_enco
     manifest = tmp_path / "manifest.json"
     manifest.write_text('{"other-model": {"files": {}, "revision": null}}\n')
     before = manifest.read_bytes()
-    wrapper = ("import runpy, sys; from pathlib import Path; from gim_zoo import hub; "
-               "hub.MANIFEST_PATH = Path(sys.argv[1]); hub.BUNDLED_DIR = Path(sys.argv[2]); "
+    wrapper = ("import runpy, sys; from pathlib import Path; from gim_zoo import presets; "
+               "presets.MANIFEST_PATH = Path(sys.argv[1]); presets.BUNDLED_DIR = Path(sys.argv[2]); "
                "sys.argv = sys.argv[3:]; runpy.run_path(sys.argv[0], run_name='__main__')")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "training")])}
     subprocs.run(
         [sys.executable, "-c", wrapper, str(manifest), str(tmp_path / "bundled"),
          str(repo / "export" / "package.py"), f"--model={NAME}", f"--run_dir={run_dir}",
@@ -328,19 +329,20 @@ def _enospc(*args, **kwargs):
 
 def test_full_disk_during_atomic_writes_leaves_no_temporary_file(tmp_path, monkeypatch,
                                                                  tiny_encoder):
-    from gim_zoo import runs
+    from gim_zoo import files
+    from gim_zoo.callbacks.backup import save_weights_as_worker
     from experiments.plots import plot_loss_curves
 
-    monkeypatch.setattr(runs.os, "fsync", _enospc)
+    monkeypatch.setattr(files.os, "fsync", _enospc)
     with pytest.raises(OSError, match=f"No space left on device.*{tmp_path / 'a.json'}"):
-        runs.atomic_write_json(tmp_path / "a.json", {"x": 1})
+        files.atomic_write_json(tmp_path / "a.json", {"x": 1})
 
     def partial_then_full(path, *args, **kwargs):
         Path(path).write_bytes(b"half a file")
         _enospc()
 
     monkeypatch.setattr(tiny_encoder, "save_weights", partial_then_full)
-    for save in (runs.atomic_save_weights, runs.save_weights_as_worker):
+    for save in (files.atomic_save_weights, save_weights_as_worker):
         with pytest.raises(OSError, match=f"No space left on device.*{tmp_path / 'w'}"):
             save(tiny_encoder, tmp_path / "w.weights.h5")
 
@@ -374,8 +376,7 @@ def test_full_disk_during_export_leaves_no_temporary_file(tmp_path, monkeypatch,
 
 
 def test_full_disk_during_a_backup_keeps_the_last_good_one(tmp_path, monkeypatch):
-    from gim_zoo import runs
-    from gim_zoo.runs import ResumableBackup
+    from gim_zoo.callbacks import ResumableBackup
 
     backup = tmp_path / "backup"
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
@@ -394,7 +395,6 @@ def test_full_disk_during_a_backup_keeps_the_last_good_one(tmp_path, monkeypatch
     assert temporaries(tmp_path) == []
     assert (backup / "latest.weights.h5").read_bytes() == saved
     assert ResumableBackup.verified_epochs(backup) == 1
-    assert runs  # the module under test
 
 
 @pytest.mark.slow

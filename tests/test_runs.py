@@ -7,8 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from gim_zoo.runs import (ConfigMismatchError, ResumableBackup, RunDirectory,
-                          atomic_write_json)
+from experiments.run_directory import ConfigMismatchError, RunDirectory
+from gim_zoo.callbacks import ResumableBackup
+from gim_zoo.files import atomic_write_json
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):
@@ -53,3 +54,18 @@ def test_backup_skips_non_finite_epochs(tmp_path):
     assert (tmp_path / "backup" / "latest.weights.h5").read_bytes() == saved
     meta = json.loads((tmp_path / "backup" / "training_metadata.json").read_text())
     assert meta["epoch"] == 1
+
+
+def test_fit_resumes_where_the_backup_ends_and_nowhere_else(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.ones((4, 3)), np.ones((4, 1))
+    backup = ResumableBackup(tmp_path / "backup")
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[backup])
+    assert backup.initial_epoch == 2
+    history = model.fit(x, y, epochs=3, initial_epoch=backup.initial_epoch, verbose=0,
+                        callbacks=[backup])
+    assert history.epoch == [2] and backup.initial_epoch == 3
+    with pytest.raises(ValueError, match="initial_epoch"):  # would redo epochs 1 to 3
+        model.fit(x, y, epochs=5, verbose=0, callbacks=[backup])
+    assert ResumableBackup.completed_epochs(tmp_path / "backup") == 3

@@ -4,8 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from gim_zoo.callbacks.teleport import SymmetryTeleport
-from gim_zoo.symmetry import Teleporter, rescalable_pairs
+from gim_zoo.teleport import SymmetryTeleport, Teleporter, rescalable_pairs
 
 
 def to_numpy(v):

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 import gim_zoo
-from gim_zoo import hub
-from gim_zoo.hub import IntegrityError, WeightsNotAvailableError
-from gim_zoo.model_folder import write_model_folder
-from experiments.packaging import pin
+from gim_zoo import presets
+from gim_zoo.files import sha256_of
+from gim_zoo.presets import IntegrityError, WeightsNotAvailableError, pin, write_model_folder
 from gim_zoo.registry import UnknownModelError
 from tests.conftest import TINY_ENCODER
 
@@ -21,9 +20,9 @@ NAME = "gim-fmnist-resnet"
 def fake_zoo(tmp_path, monkeypatch, tiny_encoder):
     """A bundled copy of a tiny 'gim-fmnist-resnet' in a temporary package dir."""
     bundled = tmp_path / "pretrained"
-    monkeypatch.setattr(hub, "BUNDLED_DIR", bundled)
-    monkeypatch.setattr(hub, "MANIFEST_PATH", bundled / "manifest.json")
-    monkeypatch.delenv(hub.LOCAL_DIR_ENV, raising=False)
+    monkeypatch.setattr(presets, "BUNDLED_DIR", bundled)
+    monkeypatch.setattr(presets, "MANIFEST_PATH", bundled / "manifest.json")
+    monkeypatch.delenv(presets.LOCAL_DIR_ENV, raising=False)
     folder = write_model_folder(tiny_encoder, bundled / NAME, NAME,
                                 {"README.md": "card", "metrics.json": "{}"})
     pin(NAME, folder)
@@ -91,8 +90,8 @@ def test_unknown_name_lists_close_matches():
 
 
 def test_paper_model_builds_but_has_no_published_weights(monkeypatch, tmp_path):
-    monkeypatch.setattr(hub, "MANIFEST_PATH", tmp_path / "manifest.json")
-    hub.MANIFEST_PATH.write_text("{}")  # an installed manifest that does not list it
+    monkeypatch.setattr(presets, "MANIFEST_PATH", tmp_path / "manifest.json")
+    presets.MANIFEST_PATH.write_text("{}")  # an installed manifest that does not list it
     encoder = gim_zoo.load("gim-stl10-resnet", weights=None)
     assert encoder.grid == 7 and encoder.blocks == [3, 4, 6]
     assert encoder.output_channels == [256, 512, 1024]
@@ -131,10 +130,10 @@ def _tiny_audio_folder(tmp_path):
 
 def test_folder_of_another_encoder_class_is_refused(tmp_path, fake_zoo):
     folder = _tiny_audio_folder(tmp_path)
-    with pytest.raises(hub.ModelMismatchError, match="(?s)holds an AudioEncoder.*"
+    with pytest.raises(presets.ModelMismatchError, match="(?s)holds an AudioEncoder.*"
                                                      "gim-fmnist-resnet is a PatchResNetEncoder"):
         gim_zoo.load(NAME, weights=folder)
-    with pytest.raises(hub.ModelMismatchError, match="AudioEncoder"):  # no opt-out for a class
+    with pytest.raises(presets.ModelMismatchError, match="AudioEncoder"):  # no opt-out for a class
         gim_zoo.load(NAME, weights=folder, allow_other_architecture=True)
 
 
@@ -143,13 +142,13 @@ def test_pinned_folder_of_another_class_is_refused(tmp_path, fake_zoo):
     shutil.rmtree(bundled)
     shutil.copytree(_tiny_audio_folder(tmp_path), bundled)
     pin(NAME, bundled)
-    with pytest.raises(hub.ModelMismatchError, match="AudioEncoder"):
+    with pytest.raises(presets.ModelMismatchError, match="AudioEncoder"):
         gim_zoo.load(NAME)
 
 
 def test_folder_of_other_widths_needs_an_explicit_opt_out(fake_zoo, images):
     folder, original = fake_zoo  # a tiny encoder: widths (4, 4, 8), the registry's (16, 32, 64)
-    with pytest.raises(hub.ModelMismatchError,
+    with pytest.raises(presets.ModelMismatchError,
                        match=r"(?s)widths=\[4, 4, 8\] \(registry: \[16, 32, 64\]\).*"
                              r"allow_other_architecture=True"):
         gim_zoo.load(NAME, weights=folder)
@@ -173,24 +172,25 @@ def test_metadata_listing_a_path_outside_the_folder_is_refused(fake_zoo, listed)
     listed = str(outside) if listed == "ABSOLUTE" else listed
     (folder / "sub").mkdir()
     metadata = json.loads((folder / "metadata.json").read_text())
-    metadata["files"][listed] = hub.sha256_of(outside)  # it would even verify
+    metadata["files"][listed] = sha256_of(outside)  # it would even verify
     (folder / "metadata.json").write_text(json.dumps(metadata))
     with pytest.raises(IntegrityError, match="outside the folder"):
         gim_zoo.load(NAME, weights=folder, allow_other_architecture=True)
     with pytest.raises(IntegrityError, match="outside the folder"):
-        hub.verify_folder(folder, {listed: hub.sha256_of(outside)})
+        presets.verify_folder(folder, {listed: sha256_of(outside)})
 
 
 def test_corrupt_manifest_is_named(fake_zoo):
-    hub.MANIFEST_PATH.write_text('{"gim-fmnist-resnet": {"files": ')
-    with pytest.raises(hub.InstallationError,
+    presets.MANIFEST_PATH.write_text('{"gim-fmnist-resnet": {"files": ')
+    with pytest.raises(presets.InstallationError,
                        match=r"(?s)manifest\.json is not valid JSON.*reinstall"):
         gim_zoo.load(NAME)
 
 
 def test_missing_manifest_is_an_installation_error_not_unpublished(fake_zoo):
-    hub.MANIFEST_PATH.unlink()
+    presets.MANIFEST_PATH.unlink()
     for call in (lambda: gim_zoo.load(NAME), lambda: gim_zoo.info(NAME)):
-        with pytest.raises(hub.InstallationError, match="(?s)manifest.json is missing.*reinstall"):
+        with pytest.raises(presets.InstallationError,
+                           match="(?s)manifest.json is missing.*reinstall"):
             call()
     assert gim_zoo.load(NAME, weights=None).widths == [16, 32, 64]  # needs no manifest

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from gim_zoo.callbacks.optimizer_slots import reset_slots
+from gim_zoo.optimizer_slots import reset_slots
 
 
 def rifle_epochs(epochs, times, quiet_epochs=None):

@@ -1,6 +1,5 @@
-"""One call per dataset kind, by registry name: labelled image splits, speech splits, and
-the training inputs that calibrate int8 export. Drivers, the demo and the CLI read data
-through these, not through the trainer."""
+"""One call per dataset kind, by registry dataset name: labelled image splits and speech
+splits. Drivers, the demo and benchmarks read data through these, not through the trainer."""
 
 from gim_zoo.data.fashion_mnist import load_fashion_mnist
 from gim_zoo.data.stl10 import load_stl10
@@ -35,14 +34,3 @@ def load_speech(dataset, split, data_dir=None, alignment_file=None, max_utteranc
         return load_librispeech(split, data_dir, alignment_file,
                                 max_utterances=max_utterances)
     raise ValueError(f"unknown speech dataset {dataset!r}")
-
-
-def calibration_inputs(spec, data_dir=None, count=200):
-    """Training inputs that calibrate int8 export: images, or waveform crops for audio."""
-    if spec.is_audio:
-        from gim_zoo.data.speech_corpus import DEFAULT_DIR, first_crops
-
-        return first_crops(data_dir or DEFAULT_DIR, "train", spec.encoder["crop_samples"],
-                           count)
-    images, _ = load_split(spec.dataset, "train", data_dir)
-    return images[:count]

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from gim_zoo.data.fashion_mnist import DatasetNotFoundError
+from gim_zoo.modality import FRAME_HOP
 
-HOP = 160
 FETCH_COMMAND = ("python -c \"import tensorflow_datasets as tfds; "
                  "tfds.builder('librispeech').download_and_prepare()\"")
 
@@ -50,7 +50,7 @@ def read_alignments(path):
     return alignments
 
 
-def frame_labels(alignment, num_samples, hop=HOP):
+def frame_labels(alignment, num_samples, hop=FRAME_HOP):
     """An utterance's labels cut or padded (with -1) to its num_samples // hop frames."""
     frames = num_samples // hop
     labels = np.full(frames, -1, np.int32)
@@ -59,7 +59,7 @@ def frame_labels(alignment, num_samples, hop=HOP):
     return labels
 
 
-def to_arrays(examples, split, alignments=None, test_fraction=0.2, hop=HOP):
+def to_arrays(examples, split, alignments=None, test_fraction=0.2, hop=FRAME_HOP):
     """tfds LibriSpeech examples (dicts of numpy) -> (waveforms, speaker indices, labels)
     of `split`: per speaker, utterances sorted by id, the last `test_fraction` are "test"
     (speaker classification needs the same speakers on both sides, as in the paper)."""

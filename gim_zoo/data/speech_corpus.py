@@ -16,8 +16,6 @@ Same espeak-ng version + same settings -> byte-identical corpus (the tests check
 """
 
 import json
-import os
-import shutil
 import tempfile
 import wave
 from pathlib import Path
@@ -25,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from gim_zoo.data.fashion_mnist import DatasetNotFoundError
+from gim_zoo.files import atomic_dir
+from gim_zoo.modality import FRAME_HOP, SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 DEFAULT_DIR = "data/speech-corpus"
 MAKE_COMMAND = "python training/make_speech_corpus.py --out_dir={dir}"
 INSTALL_HINT = "Install espeak-ng with `sudo apt-get install espeak-ng` (Debian/Ubuntu)."
@@ -137,10 +136,8 @@ def make_corpus(out_dir, speakers=len(SPEAKERS), utterances_per_speaker=40, seed
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
     texts = [sentence(rng) for _ in range(utterances_per_speaker)]
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
-        (tmp / "wav").mkdir()
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "wav").mkdir(parents=True)
         utterances, inventory, version = [], set(), None
         order = range(speakers)
         if progress:
@@ -171,13 +168,6 @@ def make_corpus(out_dir, speakers=len(SPEAKERS), utterances_per_speaker=40, seed
             "phones": phones, "utterances": utterances,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        os.chmod(tmp, 0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 
@@ -190,7 +180,7 @@ def read_manifest(corpus_dir=DEFAULT_DIR):
     return json.loads(path.read_text())
 
 
-def frame_labels(utterance, hop=160):
+def frame_labels(utterance, hop=FRAME_HOP):
     """Phone index of each hop-sample frame (the phone at the frame's centre sample)."""
     frames = utterance["num_samples"] // hop
     centres = np.arange(frames) * hop + hop // 2
@@ -212,7 +202,7 @@ def split_utterances(manifest, split, test_fraction=0.2):
     return chosen
 
 
-def load_split(corpus_dir, split, hop=160):
+def load_split(corpus_dir, split, hop=FRAME_HOP):
     """(list of float32 waveforms in [-1, 1], speaker ids, per-frame phone labels) of a
     split, decoded with tf.audio.decode_wav."""
     import tensorflow as tf
@@ -230,7 +220,7 @@ def load_split(corpus_dir, split, hop=160):
     return audio, np.array(speakers, np.int32), labels
 
 
-def crops_dataset(audio, speakers, labels, crop_samples, hop=160, batch_size=8,
+def crops_dataset(audio, speakers, labels, crop_samples, hop=FRAME_HOP, batch_size=8,
                   training=True, seed=0):
     """tf.data of (waveform (crop,), speaker, phone labels (crop // hop,)) batches.
 

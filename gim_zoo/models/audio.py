@@ -22,6 +22,7 @@ import math
 import keras
 from keras import layers, ops
 
+from gim_zoo.models.module_stack import build_module_stack
 from gim_zoo.models.input_checks import (FeatureModel, InputCheck, check_waveforms,
                                          empty_output, is_array)
 
@@ -70,10 +71,8 @@ class AudioEncoder(keras.Model):
 
     def build(self, input_shape):
         # an unrolled GRU needs a static time axis; otherwise any length works
-        shape = (None, self.crop_samples if self.unroll_gru else None, 1)
-        for module in self.gim_modules:
-            module.build(shape)
-            shape = module.compute_output_shape(shape)
+        build_module_stack(self.gim_modules,
+                           (None, self.crop_samples if self.unroll_gru else None, 1))
         self.built = True
 
     def check_waveforms(self, waveforms):

@@ -8,11 +8,13 @@ sample weight (`speech_corpus.phone_targets`), so they count in neither the loss
 """
 
 import keras
+
+from gim_zoo.models.encoder_wrapper import WrapsEncoder
 from keras import layers
 
 
 @keras.saving.register_keras_serializable(package="gim_zoo")
-class FrameClassifier(keras.Model):
+class FrameClassifier(WrapsEncoder, keras.Model):
     """waveform (B, samples) -> encoder -> Dense(num_classes, softmax) per frame."""
 
     def __init__(self, encoder, num_classes, **kwargs):
@@ -27,13 +29,6 @@ class FrameClassifier(keras.Model):
         return self.head(self.encoder(waveforms, training=training))
 
     def get_config(self):
-        return {**super().get_config(),
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "num_classes": self.num_classes}
+        return {**super().get_config(), "num_classes": self.num_classes}
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
 

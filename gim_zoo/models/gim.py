@@ -23,6 +23,7 @@ import keras
 from keras import ops
 
 from gim_zoo.models.autoregressor import RowCausalContext
+from gim_zoo.models.encoder_wrapper import WrapsEncoder
 from gim_zoo.models.infonce import InfoNCE
 
 
@@ -65,8 +66,8 @@ class _TensorFlowSteps:
     def train_step(self, data):
         images = data[0] if isinstance(data, (tuple, list)) else data
         if not self.optimizer.built:
-            # Slots for every trainable variable, as Keras's BackupAndRestore builds it
-            # before restoring (and as the JAX step does): built lazily from the
+            # Slots for every trainable variable, as ResumableBackup (and Keras's
+            # BackupAndRestore) build it before restoring (and as the JAX step does): built lazily from the
             # `train_module` subset instead, a resumed run could not load its moments.
             self.optimizer.build(self.trainable_variables)
         variables = self._trained_variables()
@@ -154,7 +155,7 @@ _BackendSteps = _JaxSteps if keras.backend.backend() == "jax" else _TensorFlowSt
 
 
 @keras.saving.register_keras_serializable(package="gim_zoo")
-class GreedyInfoMax(_BackendSteps, keras.Model):
+class GreedyInfoMax(WrapsEncoder, _BackendSteps, keras.Model):
     """Self-supervised trainer around a modular encoder (e.g. PatchResNetEncoder).
 
     Args:
@@ -324,7 +325,6 @@ class GreedyInfoMax(_BackendSteps, keras.Model):
     def get_config(self):
         return {
             **super().get_config(),
-            "encoder": keras.saving.serialize_keras_object(self.encoder),
             "prediction_steps": self.prediction_steps,
             "negatives": self.negatives,
             "skip": self.skip,
@@ -335,9 +335,3 @@ class GreedyInfoMax(_BackendSteps, keras.Model):
             "seed": self.seed,
             "overlap": self.overlap,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)

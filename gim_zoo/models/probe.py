@@ -16,10 +16,11 @@ import keras
 import numpy as np
 from keras import layers
 
+from gim_zoo.models.encoder_wrapper import WrapsEncoder
 from gim_zoo.models.patches import GridAveragePool
 
 @keras.saving.register_keras_serializable(package="gim_zoo")
-class Classifier(keras.Model):
+class Classifier(WrapsEncoder, keras.Model):
     """images -> encoder module `module` -> pool to k x k -> Dense(num_classes, softmax)."""
 
     def __init__(self, encoder, num_classes=10, module=None, frozen=True, pool_to=1,
@@ -47,18 +48,12 @@ class Classifier(keras.Model):
     def get_config(self):
         return {
             **super().get_config(),
-            "encoder": keras.saving.serialize_keras_object(self.encoder),
             "num_classes": self.num_classes,
             "module": self.module,
             "frozen": self.frozen,
             "pool_to": self.pool_to,
         }
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
 
 
 def balanced_subset(labels, per_class, seed=0):

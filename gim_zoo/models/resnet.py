@@ -7,6 +7,7 @@ which InfoNCE's negatives can exploit; the GIM paper's encoder omits it for that
 import keras
 from keras import layers, ops
 
+from gim_zoo.models.module_stack import build_module_stack
 from gim_zoo.models.input_checks import (FeatureModel, InputCheck, check_images,
                                          empty_output, is_array)
 from gim_zoo.models.patches import GridAveragePool, ImagePatches, PatchGridPool, grid_size
@@ -127,10 +128,8 @@ class PatchResNetEncoder(keras.Model):
         return [w * self.expansion for w in self.widths]
 
     def build(self, input_shape):
-        shape = (None, self.patch_size, self.patch_size, self.channels)
-        for module in self.gim_modules:
-            module.build(shape)
-            shape = module.compute_output_shape(shape)
+        build_module_stack(self.gim_modules,
+                           (None, self.patch_size, self.patch_size, self.channels))
         self.built = True
 
     def check_images(self, images):

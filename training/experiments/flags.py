@@ -6,7 +6,7 @@ from absl import flags
 
 from gim_zoo.data import DatasetNotFoundError
 from gim_zoo.registry import UnknownModelError
-from gim_zoo.runs import ConfigMismatchError
+from experiments.run_directory import ConfigMismatchError
 
 # Errors caused by the command line or the machine, reported as one line (no traceback).
 # OSError: read-only or full disks, a file where a folder should be (the message names

@@ -1,67 +1,42 @@
 """Iterative magnitude pruning (IMP) in a resumable run directory (training/lottery.py).
 
-One round = train for `epochs`, evaluate, then prune the smallest surviving weights and
-rewind the rest. Each round's masks and metrics are written before the next starts, so a
-killed run resumes at the round it was in. Controls are first-class runs that read the
-ticket run's masks: `random_reinit` (the ticket's mask, a fresh random initialisation) and
-`random_prune` (random masks with the ticket's per-layer counts, the ticket's init).
+One round = one `fit` with PruneWithRewind: train for `epochs`, evaluate, then prune the
+smallest surviving weights and rewind the rest. Each round's masks and metrics are written
+before the next starts, so a killed run resumes at the round it was in. Controls are
+first-class runs that read the ticket run's masks: `random_reinit` (the ticket's mask, a
+fresh random initialisation) and `random_prune` (random masks with the ticket's per-layer
+counts, the ticket's init).
 
-Networks: supervised LeNet-300-100 and Conv-2 (scored by test accuracy), or a GIM encoder
-pruned under its own InfoNCE losses with no labels (scored by a linear probe). Every
-round's trained weights are kept (`load_ticket`), so a ticket can be exported.
+Networks (gim_zoo.lottery.networks): supervised LeNet-300-100 and Conv-2 (scored by test
+accuracy), or a GIM encoder pruned under its own InfoNCE losses with no labels (scored by a
+linear probe). Every round's trained weights are kept, so a ticket can be exported
+(gim_zoo.lottery.load_ticket reads them; the run's layout is in gim_zoo.lottery.tickets).
 """
 
 import dataclasses
 import json
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 
-from gim_zoo.callbacks.lottery import LAYERWISE_RATES, PruneWithRewind, PruningMasks
+from gim_zoo import registry
 from gim_zoo.data import image_pipeline, load_fashion_mnist
+from gim_zoo.files import atomic_save_weights, atomic_write_json
+from gim_zoo.lottery import LAYERWISE_RATES, NETWORKS, PruneWithRewind, PruningMasks
+from gim_zoo.lottery.networks import build_network
+from gim_zoo.lottery.tickets import (completed_rounds, masks_path, read_round_masks,
+                                     rewind_point_path, round_metrics_path,
+                                     trained_weights_path)
 from gim_zoo.models.probe import balanced_subset, fit_linear_probe
-from gim_zoo.runs import RunDirectory, atomic_write_json
+from experiments.run_directory import RunDirectory
 
-
-def lenet_300_100(num_classes=10):
-    """LeNet-300-100 (Frankle & Carbin's MNIST network) for 28x28 grayscale images."""
-    return keras.Sequential([
-        keras.Input((28, 28, 1)),
-        keras.layers.Rescaling(1 / 255.0),
-        keras.layers.Flatten(),
-        keras.layers.Dense(300, activation="relu"),
-        keras.layers.Dense(100, activation="relu"),
-        keras.layers.Dense(num_classes, activation="softmax"),
-    ], name="lenet_300_100")
-
-
-def conv2(num_classes=10, filters=32):
-    """Conv-2 of Frankle & Carbin (two 3x3 convs, max-pool, 256-256 dense) for 28x28
-    images, with 32 filters instead of their 64 so that IMP's many rounds fit 2 CPU cores."""
-    return keras.Sequential([
-        keras.Input((28, 28, 1)),
-        keras.layers.Rescaling(1 / 255.0),
-        keras.layers.Conv2D(filters, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(filters, 3, padding="same", activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Flatten(),
-        keras.layers.Dense(256, activation="relu"),
-        keras.layers.Dense(256, activation="relu"),
-        keras.layers.Dense(num_classes, activation="softmax"),
-    ], name="conv2")
-
-
-NETWORKS = {"lenet300": lenet_300_100, "conv2": conv2}
 CONTROLS = ("", "random_reinit", "random_prune")
 
 
 def known_networks():
     """LeNet-300-100, Conv-2 and the registered Fashion-MNIST encoders (GIM/CPC pruned
     under InfoNCE, supervised under cross-entropy; the driver's data are Fashion-MNIST)."""
-    from gim_zoo import registry
-
     return sorted(NETWORKS) + [n for n in registry.list_models()
                                if registry.get(n).dataset == "fashion_mnist"
                                and not registry.get(n).ticket_of]
@@ -111,18 +86,7 @@ class LotteryConfig:
     }
 
 
-def build_network(network, seed=0):
-    """The (uncompiled) model of a network name: a supervised net or a GreedyInfoMax."""
-    if network in NETWORKS:
-        return NETWORKS[network]()
-    from gim_zoo import registry
-
-    return registry.get(network).build_model(seed=seed)
-
-
 def is_self_supervised(network):
-    from gim_zoo import registry
-
     return network not in NETWORKS and registry.get(network).objective in ("gim", "cpc")
 
 
@@ -134,26 +98,14 @@ def choose_round(rounds, tolerance=0.01):
     return min(matching, key=lambda r: r["remaining"])["round"]
 
 
-def load_ticket(run_dir, r):
-    """(model, masks) of an IMP run as trained in round r, pruned weights exactly zero."""
-    run = RunDirectory(run_dir)
-    config = LotteryConfig(**run.read_config())
-    model = build_network(config.network, config.seed)
-    masks = PruningMasks(model)
-    path = trained_weights_path(run_dir, r)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: round {r} has not finished")
-    model.load_weights(path)
-    masks.load(Path(run_dir) / "rounds" / f"masks{r:02d}.npz")
-    return model, masks
-
-
-class SupervisedTask:
-    """A classifier trained on labels; a round scores its final test accuracy and the
-    epoch of lowest test loss (the papers' early-stopping iteration)."""
+class RoundTask:
+    """What a round trains on and how it is scored, shared by the two kinds of network:
+    Fashion-MNIST train / test pipelines, the fit, and the early-stopping scores. A
+    subclass says how to compile the network and what its test score is."""
 
     augment = False  # the LTH papers train without augmentation
     eval_batch_size = 1000
+    compile_args = {}  # besides the Adam optimizer: a loss and metrics, if the model needs
 
     def __init__(self, config):
         self.config = config
@@ -170,26 +122,35 @@ class SupervisedTask:
 
     def build(self):
         model = build_network(self.config.network, self.config.seed)
-        model.compile(keras.optimizers.Adam(self.config.learning_rate),
-                      "sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(keras.optimizers.Adam(self.config.learning_rate), **self.compile_args)
         return model
 
     def fit(self, model, callbacks):
-        history = model.fit(self.train, validation_data=self.test, epochs=self.config.epochs,
-                            callbacks=callbacks, verbose=self.config.verbose, shuffle=False)
-        return self.score(model, history.history)
+        model.fit(self.train, validation_data=self.test, epochs=self.config.epochs,
+                  callbacks=callbacks, verbose=self.config.verbose, shuffle=False)
+
+    def training_scores(self, history):
+        """The epoch of lowest test loss (the papers' early-stopping iteration) and the
+        final training loss."""
+        best = int(np.argmin(history["val_loss"])) + 1
+        return {"best_epoch": best, "early_stop_iteration": best * self.steps_per_epoch,
+                "final_train_loss": float(history["loss"][-1])}
 
     def score(self, model, history):
-        best = int(np.argmin(history["val_loss"])) + 1
-        return {
-            "test_accuracy": float(history["val_accuracy"][-1]),
-            "best_epoch": best,
-            "early_stop_iteration": best * self.steps_per_epoch,
-            "final_train_loss": float(history["loss"][-1]),
-        }
+        raise NotImplementedError
 
 
-class InfoNCETask(SupervisedTask):
+class SupervisedTask(RoundTask):
+    """A classifier trained on labels; a round scores its final test accuracy."""
+
+    compile_args = {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
+
+    def score(self, model, history):
+        return {"test_accuracy": float(history["val_accuracy"][-1]),
+                **self.training_scores(history)}
+
+
+class InfoNCETask(RoundTask):
     """A GIM encoder trained by its own per-module InfoNCE losses (no labels); a round
     scores a linear probe on the last module (pooled as the registry says) trained on
     `probe_labels_per_class` labels per class, on the full test set."""
@@ -198,55 +159,45 @@ class InfoNCETask(SupervisedTask):
     eval_batch_size = 200  # each test image is 49 patches through the encoder
 
     def __init__(self, config):
-        from gim_zoo import registry
-
         self.spec = registry.get(config.network)
         super().__init__(config)
         x_train, y_train = load_fashion_mnist("train", config.data_dir or None)
         keep = balanced_subset(y_train, config.probe_labels_per_class, config.seed)
         self.probe_train = image_pipeline(x_train[keep], y_train[keep], batch_size=256)
 
-    def build(self):
-        model = build_network(self.config.network, self.config.seed)
-        model.compile(keras.optimizers.Adam(self.config.learning_rate))
-        return model
-
     def score(self, model, history):
         _, probe = fit_linear_probe(
             model.encoder, self.probe_train, self.test, num_classes=self.spec.num_classes,
             pool_to=self.spec.probe_pool_to, steps=self.config.probe_steps,
             seed=self.config.seed)
-        best = int(np.argmin(history["val_loss"])) + 1
         return {
             "test_accuracy": probe["test_accuracy"],  # of the linear probe
             "probe_train_examples": probe["train_examples"],
-            "best_epoch": best,
-            "early_stop_iteration": best * self.steps_per_epoch,
-            "final_train_loss": float(history["loss"][-1]),
+            **self.training_scores(history),
             "final_test_infonce": float(history["val_loss"][-1]),
         }
 
 
-def trained_weights_path(run_dir, r):
-    """The network as trained in round r (before pruning and rewinding): the ticket."""
-    return Path(run_dir) / "rounds" / f"trained{r:02d}.weights.h5"
+class KeepTrainedRound(keras.callbacks.Callback):
+    """Listed before PruneWithRewind: when round r's fit ends, and before that callback
+    prunes and rewinds, scores the network as trained and keeps it (the round's ticket)
+    and the rewind point. The round's metrics are in `metrics` after fit."""
 
+    def __init__(self, task, run_dir, r, rewind):
+        super().__init__()
+        self.task, self.run_dir, self.r, self.rewind = task, run_dir, r, rewind
+        self.metrics = None
 
-def save_weights_atomically(model, path):
-    from gim_zoo.runs import atomic_save_weights  # removes its temporary file on errors
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
 
-    atomic_save_weights(model, path)
-
-
-def _round_path(run, r):
-    return run.path / "rounds" / f"round{r:02d}.json"
-
-
-def completed_rounds(run):
-    done = 0
-    while _round_path(run, done).exists():
-        done += 1
-    return done
+    def on_train_end(self, logs=None):
+        scores = self.task.score(self.model, self.model.history.history)
+        self.metrics = {"round": self.r, "remaining": self.rewind.masks.remaining(), **scores,
+                        "seconds": round(time.perf_counter() - self._start, 1)}
+        atomic_save_weights(self.model, trained_weights_path(self.run_dir, self.r))
+        if self.rewind.rewind_point is not None:  # else PruneWithRewind says why it stops
+            self.rewind.save_rewind_point(rewind_point_path(self.run_dir))
 
 
 def run_imp(config):
@@ -268,35 +219,30 @@ def run_imp(config):
     model = task.build()
     masks = PruningMasks(model)
     rates = {**LAYERWISE_RATES, "conv": config.conv_rate}
+    # a ticket prunes at the end of each round; a control only rewinds (its masks are the
+    # ticket run's, or derived from them)
     rewind = PruneWithRewind(masks, config.rewind_step, rates=rates,
-                             global_rate=config.global_rate or None)
-    rewind.set_model(model)
+                             global_rate=config.global_rate or None,
+                             prune_at_end=not config.control,
+                             rewind_at_end=bool(config.control))
 
-    start = completed_rounds(run)
+    start = completed_rounds(run.path)
     if start:
-        rewind.load_rewind_point(run.path / "rewind_point.npz")
-        rewind.rewind()
+        rewind.rewind_to_saved(model, rewind_point_path(run.path))
     for r in range(start, config.rounds):
         round_masks = _masks_for_round(config, run, masks, r)
         if round_masks is not None:
             masks.assign(round_masks)
         if config.control == "random_reinit":
             _reinitialise(model, task.build, masks, config.seed + 1000 + r)
-        masks.save(run.path / "rounds" / f"masks{r:02d}.npz")
-        start_time = time.perf_counter()
-        scores = task.fit(model, [rewind])
-        metrics = {"round": r, "remaining": masks.remaining(), **scores,
-                   "seconds": round(time.perf_counter() - start_time, 1)}
-        save_weights_atomically(model, trained_weights_path(run.path, r))
-        if r == 0 or rewind.rewind_point is not None:
-            rewind.save_rewind_point(run.path / "rewind_point.npz")
-        if config.control:
-            rewind.rewind()
-        else:
-            rewind.prune_and_rewind()
-            masks.save(run.path / "rounds" / f"masks{r + 1:02d}.npz")
-        atomic_write_json(_round_path(run, r), metrics)
-    rounds = [json.loads(_round_path(run, r).read_text()) for r in range(config.rounds)]
+        masks.save(masks_path(run.path, r))
+        trained = KeepTrainedRound(task, run.path, r, rewind)
+        task.fit(model, [trained, rewind])  # trains, keeps, then prunes (ticket) and rewinds
+        if not config.control:
+            masks.save(masks_path(run.path, r + 1))
+        atomic_write_json(round_metrics_path(run.path, r), trained.metrics)
+    rounds = [json.loads(round_metrics_path(run.path, r).read_text())
+              for r in range(config.rounds)]
     run.update_metrics(rounds=rounds, status="complete")
     return rounds
 
@@ -305,20 +251,11 @@ def _masks_for_round(config, run, masks, r):
     """A ticket's round-r masks: its own (saved at the end of round r-1) or, for a
     control, derived from the ticket run's round-r masks."""
     if not config.control:
-        path = run.path / "rounds" / f"masks{r:02d}.npz"
-        return None if r == 0 else _load(masks, path)
-    ticket = _load(masks, Path(config.ticket_dir) / "rounds" / f"masks{r:02d}.npz")
+        return None if r == 0 else read_round_masks(masks, run.path, r)
+    ticket = read_round_masks(masks, config.ticket_dir, r)
     if config.control == "random_prune":
         return masks.random_prune(ticket, seed=config.seed + r)
     return ticket
-
-
-def _load(masks, path):
-    if not Path(path).exists():
-        raise FileNotFoundError(f"{path} does not exist (has the ticket run reached it?)")
-    with np.load(path) as data:
-        arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
-    return dict(zip(masks.masks, arrays))
 
 
 def _reinitialise(model, build, masks, seed):

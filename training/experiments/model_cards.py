@@ -226,8 +226,11 @@ def render_audio(spec, metrics):
 
 def render(spec, metrics):
     """The whole card: front matter, what the model is, how it was trained, its results."""
-    if spec.is_audio:
-        return render_audio(spec, metrics)
+    return {"image": render_images, "audio": render_audio}[spec.modality.name](spec, metrics)
+
+
+def render_images(spec, metrics):
+    """The card of an image model."""
     dataset = DATASET_NAMES[spec.dataset]
     probes = metrics.get("linear_probe", {})
     baseline = metrics.get("random_init_linear_probe", {})

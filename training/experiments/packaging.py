@@ -11,24 +11,22 @@ import json
 import tempfile
 from pathlib import Path
 
-from gim_zoo import hub, registry
-from gim_zoo.data import calibration_inputs
+from gim_zoo import presets, registry
 from gim_zoo.exporting import export_tflite
-from gim_zoo.model_folder import load_weights_checked, write_model_folder
-from gim_zoo.runs import RunDirectory, atomic_write_json, atomic_write_text
+from gim_zoo.files import atomic_write_text
+from gim_zoo.presets import load_weights_checked, write_model_folder
+from experiments.run_directory import RunDirectory
 from experiments import model_cards
 from experiments.pretraining import TrainConfig
 
 
-def training_command(config):
-    """The train.py command line that reproduces a run (non-default flags only)."""
+def non_default_flags(config):
+    """{flag: value} of a run's train.py settings that differ from the defaults (besides
+    model, seed, out_dir and verbose), for the spec's training_command."""
     defaults = TrainConfig()
-    always = ("model", "seed", "out_dir")
-    args = [f"--{name}={getattr(config, name)}" for name in always]
-    args += [f"--{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(TrainConfig)
-             if f.name not in always + ("verbose",)
-             and getattr(config, f.name) != getattr(defaults, f.name)]
-    return "python training/train.py " + " ".join(args)
+    given = ("model", "seed", "out_dir", "verbose")
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)
+            if f.name not in given and getattr(config, f.name) != getattr(defaults, f.name)}
 
 
 def read_probes(probes_dir, seed=0, module=3, pool_to=1):
@@ -71,7 +69,8 @@ def run_metrics(run_dir, seed=0, module=None, pool_to=1, note="", random_init_pr
     return {
         "model": config.model,
         "training": {
-            "command": training_command(config),
+            "command": registry.get(config.model).training_command(
+                config.seed, config.out_dir, **non_default_flags(config)),
             "seed": config.seed,
             "epochs": trained["epochs_completed"],
             "train_seconds": trained["train_seconds"],
@@ -102,7 +101,7 @@ def read_audio_probes(probes_dir, seed=0):
     return probes
 
 
-def audio_run_metrics(run_dir, seed=0, note="", random_init_probes=None):
+def audio_run_metrics(run_dir, seed=0, spec=None, note="", random_init_probes=None):
     """metrics.json of an audio model: training record plus phone / speaker probes (the
     run's probes/ folder, and the random-init encoder's for comparison)."""
     metrics = run_metrics(run_dir, seed, note=note)
@@ -117,6 +116,15 @@ def audio_run_metrics(run_dir, seed=0, note="", random_init_probes=None):
     return metrics
 
 
+def image_run_metrics(run_dir, seed, spec, note="", random_init_probes=None):
+    """metrics.json of an image model: training record plus probes at its probe pooling."""
+    return run_metrics(run_dir, seed, pool_to=spec.probe_pool_to, note=note,
+                       random_init_probes=random_init_probes)
+
+
+METRICS_BY_MODALITY = {"image": image_run_metrics, "audio": audio_run_metrics}
+
+
 def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None, note="",
                 random_init_probes=None):
     """Write the zoo folder for `name` from `run_dir`; returns the folder path."""
@@ -128,11 +136,8 @@ def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None, note=
     check_trained(run_dir, run.read_metrics())  # before any work
     encoder = spec.build_encoder(**config.encoder_overrides())
     load_weights_checked(encoder, run.encoder_weights_path)
-    if spec.is_audio:
-        metrics = audio_run_metrics(run_dir, config.seed, note, random_init_probes)
-    else:
-        metrics = run_metrics(run_dir, config.seed, pool_to=spec.probe_pool_to, note=note,
-                              random_init_probes=random_init_probes)
+    metrics = METRICS_BY_MODALITY[spec.modality.name](
+        run_dir, config.seed, spec, note, random_init_probes)
     return _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir)
 
 
@@ -140,7 +145,8 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
                    data_dir=None, note=""):
     """Write the zoo folder of a lottery ticket from an IMP run (training/lottery.py):
     the encoder as trained in the chosen round, pruned weights exactly zero."""
-    from experiments.lottery_rounds import LotteryConfig, choose_round, load_ticket
+    from gim_zoo.lottery import load_ticket
+    from experiments.lottery_rounds import LotteryConfig, choose_round
     from experiments.reports import read_rounds
 
     spec = registry.get(name)
@@ -203,28 +209,20 @@ def _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir, spars
     card = model_cards.render(spec, metrics)
     bundled = folder is None
     # images: the probe's pooled grid; audio: per-frame features, GRU unrolled for TFLite
-    features = (encoder.export_model() if spec.is_audio
-                else encoder.feature_model(pool_to=spec.probe_pool_to))
+    features = spec.modality.export_model(encoder, spec)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_tflite(features, Path(tmp) / "encoder.tflite", sparse=sparse)
-        int8 = export_tflite(features, Path(tmp) / "encoder_int8.tflite", quantize="int8",
-                             representative_images=calibration_inputs(spec, data_dir))
-        folder = write_model_folder(encoder, folder or hub.BUNDLED_DIR / spec.name, spec.name, {
-            "README.md": card,
-            "metrics.json": json.dumps(metrics, indent=2, sort_keys=True) + "\n",
-            "encoder.tflite": fp32,
-            "encoder_int8.tflite": int8,
-        })
+        fp32 = export_tflite(features, Path(tmp) / presets.TFLITE_FILE, sparse=sparse)
+        int8 = export_tflite(features, Path(tmp) / presets.TFLITE_INT8_FILE, quantize="int8",
+                             representative_images=spec.modality.calibration_inputs(spec, data_dir))
+        folder = write_model_folder(
+            encoder, folder or presets.BUNDLED_DIR / spec.name, spec.name, {
+                presets.CARD_FILE: card,
+                presets.METRICS_FILE: json.dumps(metrics, indent=2, sort_keys=True) + "\n",
+                presets.TFLITE_FILE: fp32,
+                presets.TFLITE_INT8_FILE: int8,
+            })
     if bundled:
-        pin(spec.name, folder)
+        presets.pin(spec.name, folder)
     if cards_dir:
         atomic_write_text(Path(cards_dir) / f"{spec.name}.md", card)
     return folder
-
-
-def pin(name, folder, revision=None):
-    """Record every file's sha256 (metadata.json included) in the package manifest."""
-    files = {p.name: hub.sha256_of(p) for p in sorted(Path(folder).iterdir()) if p.is_file()}
-    manifest = hub.read_manifest()
-    manifest[name] = {"files": files, "revision": revision}
-    atomic_write_json(hub.MANIFEST_PATH, manifest)

@@ -1,13 +1,14 @@
 """PNG plots of results people would rather see than read (headless: Agg backend)."""
 
 import csv
-import os
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from gim_zoo.files import atomic_path  # noqa: E402
 
 
 def read_history(path):
@@ -34,28 +35,26 @@ def plot_loss_curves(history_csv, out_path, title=""):
     for key in sorted(k for k in history if k.endswith("loss")):
         style = "--" if key.startswith("val_") else "-"
         ax.plot(epochs, history[key], style, marker="o", label=key)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
     ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    style_axes(ax, "epoch", "loss", legend_size=8)
     return save_figure(fig, out_path)
 
 
+def style_axes(ax, xlabel, ylabel, legend_size=7):
+    """The look every gim_zoo plot shares: labels, a light grid, a small legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if legend_size:
+        ax.legend(fontsize=legend_size)
+
+
 def save_figure(fig, out_path):
-    """Save as PNG via a temporary file and rename (no half-written plots); close it."""
+    """Save as PNG atomically (no half-written plots); close it."""
     fig.tight_layout()
-    out_path = Path(out_path)
-    tmp = out_path.with_name(f".tmp-{os.getpid()}-{out_path.name}")
     try:
-        fig.savefig(tmp, dpi=100, format="png")
-        tmp.replace(out_path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and not getattr(e, "filename", None):
-            raise (OSError(e.errno, e.strerror or str(e), str(out_path)) if e.errno
-                   else OSError(f"{out_path}: {e}")) from e
-        raise
+        with atomic_path(out_path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
-    return out_path
+    return Path(out_path)

@@ -16,11 +16,11 @@ import numpy as np
 from gim_zoo import registry
 from gim_zoo.data import image_pipeline, images_only, load_speech, load_split
 from gim_zoo.data.pipelines import epochs_pipeline
-from gim_zoo.model_folder import load_weights_checked
+from gim_zoo.presets import load_weights_checked
 from gim_zoo.models.probe import balanced_subset
 from experiments.plots import plot_loss_curves
-from gim_zoo.runs import (EpochTimer, ResumableBackup, RunDirectory, SelfKill,
-                          save_weights_as_worker)
+from gim_zoo.callbacks.backup import ResumableBackup, save_weights_as_worker
+from experiments.run_directory import EpochTimer, RunDirectory, SelfKill
 
 STRATEGIES = ("", "mirrored", "multi_worker")
 
@@ -164,9 +164,7 @@ def train(config):
             return finished
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():  # the model, its optimizer and metrics are built under it
-            if spec.is_audio:
-                return _train_audio(config, spec, run)
-            return _train_images(config, spec, run)
+            return TRAIN_BY_MODALITY[spec.modality.name](config, spec, run)
 
 
 def _already_complete(run, config):
@@ -329,6 +327,9 @@ def _train_audio(config, spec, run):
     return _fit(config, spec, run, model, train_ds, test_ds, final_ds, len(audio))
 
 
+TRAIN_BY_MODALITY = {"image": _train_images, "audio": _train_audio}
+
+
 def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
          steps_per_epoch=None):
     """Compile, fit with resumable backups, write weights, metrics and the loss plot.
@@ -359,10 +360,12 @@ def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
     if chief:
         callbacks += [keras.callbacks.CSVLogger(str(run.history_path), append=True),
                       keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False)]
-    callbacks.append(ResumableBackup(run.backup_dir, write=chief))
+    backup = ResumableBackup(run.backup_dir, write=chief)
+    callbacks.append(backup)
     if SelfKill.from_env():  # fault-injection tests only
         callbacks.append(SelfKill.from_env())
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                        initial_epoch=backup.initial_epoch,
                         steps_per_epoch=steps_per_epoch, callbacks=callbacks,
                         verbose=config.verbose, shuffle=False)
     last = {k: float(v[-1]) for k, v in history.history.items()}

@@ -7,7 +7,7 @@ README tables are generated, never typed.
 import json
 from pathlib import Path
 
-from experiments.plots import plt, save_figure
+from experiments.plots import plt, save_figure, style_axes
 
 BUDGETS = (("60", "1% (60/class)"), ("600", "10% (600/class)"), ("all", "100%"))
 
@@ -134,10 +134,7 @@ def plot_budgets(rows, out_path):
               for b, _ in BUDGETS]
         ax.plot(xs, ys, marker="o", label=label)
     ax.set_xticks(list(xs), [name for _, name in BUDGETS])
-    ax.set_xlabel("labelled training examples")
-    ax.set_ylabel("Fashion-MNIST test top-1 (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    style_axes(ax, "labelled training examples", "Fashion-MNIST test top-1 (%)")
     return save_figure(fig, out_path)
 
 
@@ -184,10 +181,7 @@ def plot_tickets(runs, out_path, title=""):
     for ax, ylabel in ((acc_ax, "test top-1 (%)"), (stop_ax, "early-stop iteration")):
         ax.set_xscale("log")
         ax.invert_xaxis()
-        ax.set_xlabel("weights remaining (%)")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        style_axes(ax, "weights remaining (%)", ylabel, legend_size=8)
     fig.suptitle(title)
     return save_figure(fig, out_path)
 
@@ -357,10 +351,7 @@ def plot_teleport(results, out_path):
                     ax.axvline(s, color="grey", lw=0.6, ls=":")
         ax.set_yscale("log")
         ax.set_title(f"{model}, {optimizer}")
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("training loss")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        style_axes(ax, "optimizer step", "training loss")
     return save_figure(fig, out_path)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from gim_zoo import registry
 from gim_zoo.callbacks.rifle import RIFLE, rifle_epochs
 from gim_zoo.data.digits import digits_split
-from gim_zoo.runs import EpochTimer, RunDirectory
+from experiments.run_directory import EpochTimer, RunDirectory
 
 
 @dataclasses.dataclass

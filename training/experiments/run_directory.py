@@ -1,27 +1,23 @@
 """Run directories: resumable, never half-written, refusing to mix configurations.
 
-A run directory holds config.json (what was asked), backup/ (Keras BackupAndRestore state,
-written atomically and never with non-finite weights), logs/ (TensorBoard), history.csv,
-the final weights and metrics.json. Re-running the same command resumes; re-running with
-a different configuration (other than more epochs) is refused instead of silently mixed.
+A run directory holds config.json (what was asked), backup/ (a ResumableBackup: written
+atomically and never with non-finite weights), logs/ (TensorBoard), history.csv, the
+final weights and metrics.json. Re-running the same command resumes; re-running with a
+different configuration (other than more epochs) is refused instead of silently mixed.
 """
 
 import contextlib
 import fcntl
 import json
-import math
 import os
-import shutil
 import signal
-import tempfile
 import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
-from gim_zoo.files import (atomic_path, atomic_save_weights, atomic_write_json,  # noqa: F401
-                           atomic_write_text, os_error_naming, sha256_of)
+from gim_zoo.callbacks.backup import BackupError, ResumableBackup
+from gim_zoo.files import atomic_write_json, os_error_naming
 
 # Keys that may change between invocations of the same run (they don't change the result).
 RESUMABLE_KEYS = ("epochs", "rounds", "verbose")
@@ -30,55 +26,12 @@ RESUMABLE_KEYS = ("epochs", "rounds", "verbose")
 LOCATION_KEYS = ("out_dir",)
 
 
-def save_weights_as_worker(model, path, chief=True, attrs=None, checksum=None):
-    """atomic_save_weights on the chief; elsewhere the same save into a scratch directory
-    that is deleted at once.
-
-    Under MultiWorkerMirroredStrategy reading some variables to save them is a collective
-    (a broadcast), so every worker must save; only the chief's copy is kept (TF's
-    multi-worker checkpointing does the same). attrs: root attributes added to the file
-    before it is renamed into place. checksum: a JSON file that records the new file's
-    sha256, and that of the file it replaces, written before the rename (see
-    ResumableBackup.verified_epochs)."""
-    scratch = None if chief else Path(tempfile.mkdtemp(prefix="gim-zoo-worker-"))
-    path = Path(path) if chief else scratch / Path(path).name
-
-    def record_checksum(tmp):
-        # Before the rename, so the weights file always matches one of the two.
-        atomic_write_json(checksum, {
-            "sha256": sha256_of(tmp),
-            "previous_sha256": sha256_of(path) if path.exists() else None,
-            "epoch": (attrs or {}).get(_EPOCH_ATTR)})
-
-    try:
-        with atomic_path(path, record_checksum if checksum and chief else None) as tmp:
-            model.save_weights(tmp)
-            if attrs:
-                import h5py
-
-                with h5py.File(tmp, "a") as f:
-                    for key, value in attrs.items():
-                        f.attrs[key] = value
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-
-
-def all_finite(logs):
-    return all(math.isfinite(float(v)) for v in (logs or {}).values()
-               if isinstance(v, (int, float)) or hasattr(v, "__float__"))
-
-
 class ConfigMismatchError(ValueError):
     """The run directory was made by a different configuration."""
 
 
 class RunLockedError(ValueError):
     """Another process is running in this run directory."""
-
-
-class BackupError(ValueError):
-    """A run's backup is missing, damaged or disagrees with its history."""
 
 
 def _history_epochs(path):
@@ -182,141 +135,7 @@ class RunDirectory:
 
     @property
     def has_backup(self):
-        return (self.backup_dir / "latest.weights.h5").exists()
-
-
-# Attributes of the backup weights file: the epoch count and the seed generators' states
-# live in the same file as the weights, so one rename commits all three together.
-_EPOCH_ATTR = "gim_zoo_completed_epochs"
-_SEEDS_ATTR = "gim_zoo_seed_generators"
-
-
-def seed_generators(model):
-    """Every keras.random.SeedGenerator of `model` (e.g. the InfoNCE negative samplers),
-    in layer order. Keras's weights files leave their states out."""
-    found, seen = [], set()
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        for generator in getattr(layer, "_seed_generators", []):
-            if id(generator) not in seen:
-                seen.add(id(generator))
-                found.append(generator)
-    return found
-
-
-class ResumableBackup(keras.callbacks.BackupAndRestore):
-    """BackupAndRestore that writes atomically and never backs up a non-finite epoch.
-
-    Keeps the backup after training (delete_checkpoint=False), so re-running a finished
-    command is a no-op and asking for more epochs continues from the last one.
-
-    The weights file (model and optimizer variables) also carries the number of completed
-    epochs and the states of the model's seed generators, so a resumed run draws the same
-    InfoNCE negatives as an uninterrupted one, and the epoch count can never disagree
-    with the weights (one `os.replace` commits both). training_metadata.json is still
-    written after it, for Keras and for people; the weights file's count wins.
-
-    write=False (non-chief multi-worker processes) restores from the chief's backup and
-    keeps nothing it saves.
-    """
-
-    def __init__(self, backup_dir, write=True):
-        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
-        self.write = write
-
-    @staticmethod
-    def checksum_path(backup_dir):
-        return Path(backup_dir) / "latest.weights.h5.sha256"
-
-    @staticmethod
-    def verified_epochs(backup_dir, recovery=None):
-        """completed_epochs after checking the backup is whole: the weights file's sha256
-        is the one recorded beside it (or the one it was replacing, when a process died
-        between the two), and a backup that was committed has not since gone missing.
-        BackupError otherwise, saying what is wrong and how to recover."""
-        backup_dir = Path(backup_dir)
-        weights = backup_dir / "latest.weights.h5"
-        sidecar = ResumableBackup.checksum_path(backup_dir)
-        recovery = recovery or f"Delete {backup_dir} to start over."
-        recorded = None
-        if sidecar.exists():
-            try:
-                recorded = json.loads(sidecar.read_text())
-            except ValueError:
-                raise BackupError(f"{sidecar} is damaged (not JSON). {recovery}") from None
-        metadata = backup_dir / "training_metadata.json"
-        if not weights.exists():
-            if metadata.exists() or (recorded and recorded.get("previous_sha256")):
-                raise BackupError(
-                    f"{weights} is missing, but {backup_dir} records a completed backup: "
-                    f"resuming would restart from random weights. {recovery}")
-            return 0  # no backup yet (or the first one was never committed)
-        if recorded is None:
-            raise BackupError(
-                f"{weights} has no checksum ({sidecar.name} is missing: the backup is "
-                f"damaged, or was written by an older gim_zoo). {recovery}")
-        got = sha256_of(weights)
-        if got not in (recorded.get("sha256"), recorded.get("previous_sha256")):
-            raise BackupError(
-                f"{weights} failed its integrity check: sha256 {got[:12]}... but "
-                f"{sidecar.name} records {str(recorded.get('sha256'))[:12]}... The file is "
-                f"truncated or corrupted. {recovery}")
-        try:
-            return ResumableBackup.completed_epochs(backup_dir)
-        except (OSError, ValueError, KeyError) as e:
-            raise BackupError(f"{weights} cannot be read ({e}). {recovery}") from e
-
-    @staticmethod
-    def completed_epochs(backup_dir):
-        """Epochs a run in `backup_dir` has completed (0 without a backup): the epoch
-        training resumes at, known before fit() so the data pipeline can start there."""
-        weights = Path(backup_dir) / "latest.weights.h5"
-        if weights.exists():
-            import h5py
-
-            with h5py.File(weights, "r") as f:
-                if _EPOCH_ATTR in f.attrs:
-                    return int(f.attrs[_EPOCH_ATTR])
-        metadata = Path(backup_dir) / "training_metadata.json"
-        if metadata.exists():
-            return int(json.loads(metadata.read_text())["epoch"])
-        return 0
-
-    def on_epoch_end(self, epoch, logs=None):
-        if all_finite(logs):
-            super().on_epoch_end(epoch, logs)
-
-    def _save_model(self):
-        # Every worker saves (see save_weights_as_worker); only the chief's file is kept.
-        seeds = [keras.ops.convert_to_numpy(g.state.value).tolist()
-                 for g in seed_generators(self.model)]
-        save_weights_as_worker(self.model, self._weights_path, chief=self.write,
-                               attrs={_EPOCH_ATTR: int(self._current_epoch),
-                                      _SEEDS_ATTR: json.dumps(seeds)},
-                               checksum=self.checksum_path(self.backup_dir))
-        if self.write:
-            atomic_write_json(self._training_metadata_path,
-                              {"epoch": self._current_epoch, "batch": self._last_batch_seen})
-
-    def _load_model(self):
-        self.verified_epochs(self.backup_dir)  # never resume from a damaged backup
-        super()._load_model()
-        if not os.path.exists(self._weights_path):
-            return
-        import h5py
-
-        with h5py.File(self._weights_path, "r") as f:
-            epoch = f.attrs.get(_EPOCH_ATTR)
-            seeds = f.attrs.get(_SEEDS_ATTR)
-        if epoch is not None:
-            self.model._initial_epoch = int(epoch)
-        if seeds is not None:
-            generators = seed_generators(self.model)
-            states = json.loads(seeds)
-            if len(states) != len(generators):
-                raise ValueError(f"{self._weights_path} holds {len(states)} seed generator "
-                                 f"states, the model has {len(generators)}")
-            for generator, state in zip(generators, states):
-                generator.state.assign(np.asarray(state, dtype=generator.state.dtype))
+        return (self.backup_dir / ResumableBackup.WEIGHTS).exists()
 
 
 class SelfKill(keras.callbacks.Callback):

@@ -17,10 +17,10 @@ import numpy as np
 
 from gim_zoo.data.speech_corpus import DEFAULT_DIR, crops_dataset, read_manifest
 from gim_zoo.models.probe import fit_softmax
-from gim_zoo.runs import atomic_write_json
+from gim_zoo.files import atomic_write_json
 from gim_zoo.data import load_speech
+from gim_zoo.modality import AUDIO, FRAME_HOP, SAMPLE_RATE
 
-HOP = 160
 
 
 @dataclasses.dataclass
@@ -62,13 +62,13 @@ def mfcc_features(waves):
     """(B, samples) -> (B, samples // 160, 13) MFCCs, one frame per 10 ms like the encoder."""
     import tensorflow as tf
 
-    stft = tf.signal.stft(waves, frame_length=400, frame_step=HOP, fft_length=512,
+    stft = tf.signal.stft(waves, frame_length=400, frame_step=FRAME_HOP, fft_length=512,
                           pad_end=True)
     power = tf.abs(stft) ** 2
-    mel = tf.signal.linear_to_mel_weight_matrix(40, stft.shape[-1], 16000, 20.0, 8000.0)
+    mel = tf.signal.linear_to_mel_weight_matrix(40, stft.shape[-1], SAMPLE_RATE, 20.0, 8000.0)
     log_mel = tf.math.log(tf.tensordot(power, mel, 1) + 1e-6)
     mfcc = tf.signal.mfccs_from_log_mel_spectrograms(log_mel)[..., :13]
-    return mfcc[:, : waves.shape[1] // HOP].numpy()
+    return mfcc[:, : waves.shape[1] // FRAME_HOP].numpy()
 
 
 def encode(features_of, data, crop_samples):
@@ -143,6 +143,6 @@ def _encoder(config):
     encoder, spec, out_dir = load_encoder(ProbeConfig(
         run_dir=config.run_dir, model=config.model, random_init=not config.run_dir,
         seed=config.seed, out_dir=config.out_dir))
-    if not spec.is_audio:
+    if spec.modality is not AUDIO:
         raise ValueError(f"{spec.name} is not an audio model")
     return encoder, ("random-init-" if not config.run_dir else "") + spec.name, out_dir

@@ -17,9 +17,9 @@ import time
 import keras
 from keras import ops
 
-from gim_zoo.callbacks.teleport import SymmetryTeleport
 from gim_zoo.data import load_fashion_mnist
-from gim_zoo.runs import EpochTimer, RunDirectory
+from gim_zoo.teleport import GROUPS, OBJECTIVES, OPTIMIZER_STATES, SymmetryTeleport
+from experiments.run_directory import EpochTimer, RunDirectory
 
 OPTIMIZERS = {  # name -> (class, default learning rate)
     "sgd": (keras.optimizers.SGD, 0.05),
@@ -125,16 +125,15 @@ def steps_to_target(curve, target):
 
 def _check(config):
     from gim_zoo import registry
-    from gim_zoo.symmetry import OBJECTIVES
 
     if config.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got "
                          f"{config.optimizer!r}")
     if config.objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {config.objective!r}")
-    if config.group not in ("rescale", "gl"):
+    if config.group not in GROUPS:
         raise ValueError(f"group must be 'rescale' or 'gl', got {config.group!r}")
-    if config.optimizer_state not in ("reset", "keep"):
+    if config.optimizer_state not in OPTIMIZER_STATES:
         raise ValueError(f"optimizer_state must be 'reset' or 'keep', got "
                          f"{config.optimizer_state!r}")
     if config.group == "gl" and config.teleport_batch >= config.width:

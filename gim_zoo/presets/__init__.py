@@ -1,4 +1,14 @@
-"""Where pretrained weights come from, and proof that they are the ones we trained.
+"""A zoo model's preset: its folder, the sha256 pins that prove it is the one we trained,
+where it is found and how it is published. The one place that knows a model folder.
+
+A model folder follows Keras' own `hf://` / KerasHub preset layout:
+
+    config.json          the encoder, serialised by Keras (registered gim_zoo classes only)
+    metadata.json        versions, parameter count, date, sha256 of every other file
+    model.weights.h5     the encoder's weights
+    README.md            model card (Hugging Face front matter)
+    metrics.json         training command, seed, wall time, measured metrics
+    encoder*.tflite      exported encoders
 
 Resolution order for `weights="pretrained"`: an explicit local folder -> the Hugging Face
 Hub (huggingface_hub's cache, HF_HUB_OFFLINE and a pinned revision respected) -> the copy
@@ -8,23 +18,41 @@ use; a mismatch is refused with the file's name, never silently replaced. A list
 (the manifest, a folder's metadata.json) may only name files inside the folder. A missing
 or unreadable manifest is an installation error (reinstall), not "not published".
 
-A model folder follows Keras' own `hf://` / KerasHub preset layout: config.json,
-metadata.json, model.weights.h5, README.md (the card), plus metrics.json and .tflite files.
+Where a model is published is data, not code: its manifest entry is
+{"files": {file: sha256}, "hub_repo": repo or null, "revision": commit or null}, written by
+`pin` (export/package.py) and `record_publication` (export/publish.py), never by hand.
+
+This package module holds the layout, the errors, the manifest, the pins and resolution;
+`presets.folder` writes and reads a folder (Keras safe mode, encoder class and architecture
+checked), `presets.upload` checks and publishes one (huggingface_hub). Their functions are importable from here too. Nothing here imports
+more than the standard library at module level (Keras and huggingface_hub only inside the
+functions that need them), so `gim_zoo.info` and `python -m gim_zoo info` stay
+TensorFlow-free. Tests and tools patch BUNDLED_DIR / MANIFEST_PATH on this module.
 """
 
-import hashlib
 import json
 import logging
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from gim_zoo.files import atomic_write_json, sha256_of
+
 log = logging.getLogger(__name__)
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # gim_zoo/
 BUNDLED_DIR = PACKAGE_DIR / "pretrained"
 MANIFEST_PATH = BUNDLED_DIR / "manifest.json"
 LOCAL_DIR_ENV = "GIM_ZOO_WEIGHTS_DIR"
-REQUIRED_FILES = ("config.json", "metadata.json", "model.weights.h5")
+
+CONFIG_FILE = "config.json"
+METADATA_FILE = "metadata.json"
+WEIGHTS_FILE = "model.weights.h5"
+CARD_FILE = "README.md"
+METRICS_FILE = "metrics.json"
+TFLITE_FILE = "encoder.tflite"
+TFLITE_INT8_FILE = "encoder_int8.tflite"
+# What every complete (publishable) model folder holds; the .tflite files are extras.
+REQUIRED_FILES = (CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, CARD_FILE, METRICS_FILE)
 
 
 class WeightsNotAvailableError(FileNotFoundError):
@@ -45,20 +73,19 @@ class ModelMismatchError(ValueError):
     another architecture, than the registry name it is loaded as."""
 
 
-def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """The hex sha256 of a file, read in `chunk`-byte blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+class PublishError(ValueError):
+    """The folder is not fit to publish, or the Hub refused it."""
+
+
+# --- the package manifest: pins, and where each model is published -----------------------
 
 
 def read_manifest(missing_ok: bool = True) -> dict:
-    """{model name: {"files": {file: sha256}, "revision": hub commit or null}}.
+    """{model name: {"files": {file: sha256}, "hub_repo": repo or null, "revision": hub
+    commit or null}}.
 
-    missing_ok: a missing manifest reads as {} (for `packaging.pin`, which creates it);
-      loading passes False, since an installed package always has one.
+    missing_ok: a missing manifest reads as {} (for `pin`, which creates it); loading
+      passes False, since an installed package always has one.
 
     Raises:
         InstallationError: the manifest is missing (with missing_ok=False), is not valid
@@ -84,8 +111,18 @@ def read_manifest(missing_ok: bool = True) -> dict:
             for entry in manifest.values()):
         raise InstallationError(
             f"{MANIFEST_PATH} is not a gim_zoo manifest (a JSON object of "
-            f'{{model name: {{"files": {{file: sha256}}, "revision": ...}}}}); {reinstall}.')
+            f'{{model name: {{"files": {{file: sha256}}, "hub_repo": ..., "revision": ...}}}}); '
+            f"{reinstall}.")
     return manifest
+
+
+def manifest_entry(name: str) -> dict | None:
+    """`name`'s manifest entry (files, hub_repo, revision), or None if unpublished.
+
+    Raises:
+        InstallationError: the package manifest is missing or unreadable.
+    """
+    return read_manifest(missing_ok=False).get(name)
 
 
 def pinned_files(name: str) -> dict:
@@ -94,8 +131,58 @@ def pinned_files(name: str) -> dict:
     Raises:
         InstallationError: the package manifest is missing or unreadable.
     """
-    entry = read_manifest(missing_ok=False).get(name)
+    entry = manifest_entry(name)
     return dict(entry["files"]) if entry else {}
+
+
+def file_pins(folder: str | os.PathLike) -> dict:
+    """{file: sha256} of every file directly inside `folder`, by name."""
+    return {p.name: sha256_of(p) for p in sorted(Path(folder).iterdir()) if p.is_file()}
+
+
+def pin(name: str, folder: str | os.PathLike) -> None:
+    """Pin every file of `folder` (metadata.json included) as `name`'s in the package
+    manifest. New pins drop the entry's Hub record (the Hub holds the files pinned before,
+    until export/publish.py records a commit of these); unchanged pins keep it."""
+    files = file_pins(folder)
+    manifest = read_manifest()
+    old = manifest.get(name, {})
+    same = old.get("files") == files
+    manifest[name] = {"files": files, "hub_repo": old.get("hub_repo") if same else None,
+                      "revision": old.get("revision") if same else None}
+    atomic_write_json(MANIFEST_PATH, manifest)
+
+
+def record_publication(folder: str | os.PathLike, repo_id: str, revision: str) -> str | None:
+    """Record in the package manifest that `folder`'s model is on the Hub at repo_id,
+    commit `revision`, so `load` finds it there. Only a folder holding exactly the files
+    the package pins for its model (metadata.json's "name") is recorded: a revision whose
+    files differ from the pins would fail every download's check.
+
+    Returns the model name recorded, or None (nothing written).
+
+    Raises:
+        InstallationError: the package manifest is missing or unreadable.
+    """
+    folder = Path(folder)
+    try:
+        name = read_metadata(folder).get("name")
+        manifest = read_manifest(missing_ok=False)
+        entry = manifest.get(name)
+        if entry is None or not set(entry["files"]) <= set(folder_pins(folder)) | {
+                METADATA_FILE}:
+            return None
+        verify_folder(folder, entry["files"])
+    except InstallationError:
+        raise
+    except (IntegrityError, OSError, AttributeError, TypeError):
+        return None
+    manifest[name] = {**entry, "hub_repo": repo_id, "revision": revision}
+    atomic_write_json(MANIFEST_PATH, manifest)
+    return name
+
+
+# --- pins of one folder ------------------------------------------------------------------
 
 
 def pinned_path(folder: str | os.PathLike, filename: str) -> Path:
@@ -118,6 +205,21 @@ def pinned_path(folder: str | os.PathLike, filename: str) -> Path:
     return folder / filename
 
 
+def read_metadata(folder: str | os.PathLike) -> dict:
+    """A model folder's metadata.json.
+
+    Raises:
+        FileNotFoundError: the folder has no metadata.json.
+        IntegrityError: metadata.json is not valid JSON.
+    """
+    path = Path(folder) / METADATA_FILE
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise IntegrityError(f"{path} is not valid JSON ({e.msg}: line {e.lineno} column "
+                             f"{e.colno})") from None
+
+
 def folder_pins(folder: str | os.PathLike) -> dict:
     """{file: sha256} from a model folder's own metadata.json.
 
@@ -125,15 +227,11 @@ def folder_pins(folder: str | os.PathLike) -> dict:
         FileNotFoundError: the folder has no metadata.json.
         IntegrityError: metadata.json is not valid JSON or has no {file: sha256} "files".
     """
-    path = Path(folder) / "metadata.json"
-    try:
-        metadata = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise IntegrityError(f"{path} is not valid JSON ({e.msg}: line {e.lineno} column "
-                             f"{e.colno})") from None
+    metadata = read_metadata(folder)
     files = metadata.get("files") if isinstance(metadata, dict) else None
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
-        raise IntegrityError(f'{path} has no "files" table of {{file: sha256}}')
+        raise IntegrityError(f'{Path(folder) / METADATA_FILE} has no "files" table of '
+                             '{file: sha256}')
     return files
 
 
@@ -162,9 +260,12 @@ def verify_folder(folder: str | os.PathLike, expected: dict) -> Path:
     return folder
 
 
-def from_hub(repo_id: str, revision: str | None = None, filenames=REQUIRED_FILES,
+# --- resolution: local folder -> Hub -> bundled copy -------------------------------------
+
+
+def from_hub(repo_id: str, revision: str | None, filenames,
              cache_dir: str | os.PathLike | None = None, endpoint: str | None = None) -> Path:
-    """Download (or take from huggingface_hub's cache) the files of a model folder.
+    """Download (or take from huggingface_hub's cache) `filenames` of a model folder.
 
     Raises whatever huggingface_hub raises (offline, not found, network down);
     `resolve` turns those into a fallback to the bundled copy.
@@ -180,8 +281,10 @@ def resolve(name: str, hub_repo: str | None = None, revision: str | None = None,
             cache_dir: str | os.PathLike | None = None, endpoint: str | None = None) -> Path:
     """A verified local folder holding `name`'s pretrained files.
 
-    hub_repo: Hub repository to try (None: the registry's, if the model is published).
-    revision: Hub branch, tag or commit sha (default: the revision pinned in the manifest).
+    hub_repo: Hub repository to try (None: the one the manifest records for `name`, if
+      it is published there).
+    revision: Hub branch, tag or commit sha (default: the commit the manifest records with
+      its repository; another repository's default is its main branch).
 
     Raises:
         UnknownModelError: `name` is not in the registry (and not in the manifest).
@@ -189,7 +292,7 @@ def resolve(name: str, hub_repo: str | None = None, revision: str | None = None,
         IntegrityError: a file differs from its pinned sha256 or is missing.
         InstallationError: the package manifest is missing or unreadable.
     """
-    entry = read_manifest(missing_ok=False).get(name)
+    entry = manifest_entry(name)
     if entry is None:
         from gim_zoo import registry
 
@@ -208,10 +311,12 @@ def resolve(name: str, hub_repo: str | None = None, revision: str | None = None,
         if (folder / name).is_dir():
             folder = folder / name
         return verify_folder(folder, expected)
+    if hub_repo is None or hub_repo == entry.get("hub_repo"):
+        # the recorded commit belongs to the recorded repository, never to another one
+        hub_repo, revision = entry.get("hub_repo"), revision or entry.get("revision")
     if hub_repo:
         try:
-            folder = from_hub(hub_repo, revision or entry.get("revision"), needed, cache_dir,
-                              endpoint)
+            folder = from_hub(hub_repo, revision, needed, cache_dir, endpoint)
         except Exception as e:  # offline, not found, network down: fall back, say why
             tried.append(f"Hub {hub_repo}: {type(e).__name__}: {str(e).splitlines()[0]}")
             log.info("gim_zoo: %s not available from the Hub (%s); using the bundled copy",
@@ -226,18 +331,21 @@ def resolve(name: str, hub_repo: str | None = None, revision: str | None = None,
         f"no pretrained weights for {name!r} could be found: " + "; ".join(tried))
 
 
-def upload_folder(folder: str | os.PathLike, repo_id: str, token: str | None = None,
-                  private: bool = False, endpoint: str | None = None,
-                  commit_message: str | None = None):
-    """create_repo + upload_folder; returns the CommitInfo. The token is never logged.
+# The folder reader / writer and the upload, importable from gim_zoo.presets (last: they
+# import the names above).
+from gim_zoo.presets.folder import (ENCODER_CLASSES, check_folder_config,  # noqa: E402
+                                    load_weights_checked, read_encoder, write_model_folder)
+from gim_zoo.presets.upload import plan_upload, publish, unlisted_files  # noqa: E402
 
-    Raises whatever huggingface_hub raises (e.g. HfHubHTTPError for a missing token);
-    `publishing.publish` turns those into PublishError.
-    """
-    from huggingface_hub import HfApi
-
-    api = HfApi(endpoint=endpoint, token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    info = api.upload_folder(repo_id=repo_id, folder_path=str(folder),
-                             commit_message=commit_message or f"Upload {Path(folder).name}")
-    return info
+__all__ = [
+    "BUNDLED_DIR", "CARD_FILE", "CONFIG_FILE", "ENCODER_CLASSES", "LOCAL_DIR_ENV",
+    "MANIFEST_PATH", "METADATA_FILE", "METRICS_FILE", "PACKAGE_DIR", "REQUIRED_FILES",
+    "TFLITE_FILE", "TFLITE_INT8_FILE", "WEIGHTS_FILE",
+    "InstallationError", "IntegrityError", "ModelMismatchError", "PublishError",
+    "WeightsNotAvailableError",
+    "file_pins", "folder_pins", "from_hub", "manifest_entry", "pin", "pinned_files",
+    "pinned_path", "read_manifest", "read_metadata", "record_publication", "resolve",
+    "verify_folder",
+    "check_folder_config", "load_weights_checked", "read_encoder", "write_model_folder",
+    "plan_upload", "publish", "unlisted_files",
+]

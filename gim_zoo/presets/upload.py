@@ -1,35 +1,36 @@
 """Checks before a model folder goes to the Hub, and the upload itself.
 
-A folder must be complete (config, weights, metadata, card, metrics) and its files must
-match the sha256s its metadata.json records. The token is read by huggingface_hub
-($HF_TOKEN or the `hf auth login` cache) and never passes through our output.
+A folder must be complete (presets.REQUIRED_FILES: config, weights, metadata, card,
+metrics) and its files must match the sha256s its metadata.json records. The token is
+read by huggingface_hub ($HF_TOKEN or the `hf auth login` cache) and never passes through
+our output. After an upload, `presets.record_publication` writes where it went into the
+package manifest (export/publish.py).
 """
 
-import json
-from pathlib import Path
+import hashlib
+from pathlib import Path, PurePosixPath
 
-REQUIRED = ("config.json", "metadata.json", "model.weights.h5", "README.md", "metrics.json")
-
-
-class PublishError(ValueError):
-    """The folder is not fit to publish, or the Hub refused it."""
+from gim_zoo.presets import (METADATA_FILE, REQUIRED_FILES, IntegrityError, PublishError,
+                             folder_pins, pinned_path)
 
 
 def _listed_files(folder):
-    """metadata.json's recorded files (name -> sha256), names checked to stay inside."""
+    """metadata.json's recorded files (name -> sha256), each a plain name inside."""
+    build = "build the folder with export/package.py"
     try:
-        recorded = json.loads((folder / "metadata.json").read_text()).get("files", {})
-    except ValueError as e:
-        raise PublishError(f"{folder / 'metadata.json'} is not valid JSON: {e}") from None
-    if not isinstance(recorded, dict) or not recorded:
-        raise PublishError(f"{folder / 'metadata.json'} lists no files; build the folder "
-                           "with export/package.py")
+        recorded = folder_pins(folder)
+    except IntegrityError as e:
+        raise PublishError(f"{e}; {build}") from None
+    if not recorded:
+        raise PublishError(f"{folder / METADATA_FILE} lists no files; {build}")
     for name in recorded:
-        parts = Path(name).parts
-        if (not parts or Path(name).is_absolute() or ".." in parts
-                or any(p.startswith(".") for p in parts)):
-            raise PublishError(f"{folder / 'metadata.json'} lists {name!r}, which is not a "
-                               "plain file name inside the folder")
+        try:
+            pinned_path(folder, name)
+        except IntegrityError as e:
+            raise PublishError(str(e)) from None
+        if any(part.startswith(".") for part in PurePosixPath(name).parts):
+            raise PublishError(f"{folder / METADATA_FILE} lists {name!r}, a hidden file: a "
+                               "published folder holds plain file names only")
     return recorded
 
 
@@ -55,7 +56,7 @@ def plan_upload(folder):
 def unlisted_files(folder):
     """Files in `folder` that metadata.json does not list (never uploaded)."""
     folder = Path(folder)
-    listed = set(_listed_files(folder)) | {"metadata.json"}
+    listed = set(_listed_files(folder)) | {METADATA_FILE}
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
                   if (p.is_file() or p.is_symlink()) and str(p.relative_to(folder)) not in listed)
 
@@ -63,24 +64,22 @@ def unlisted_files(folder):
 def _checked_contents(folder):
     """[(name, bytes)] to upload: each file read once and checked against its sha256, so
     the bytes uploaded are the bytes checked."""
-    import hashlib
-
     folder = Path(folder)
     if folder.is_symlink() or not folder.is_dir():
         raise PublishError(f"{folder} is not a folder")
-    missing = [name for name in REQUIRED if not (folder / name).is_file()]
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
         raise PublishError(
             f"{folder} lacks {', '.join(missing)}: a published model needs its card "
             "(README.md) and measured metrics (metrics.json); build the folder with "
             "export/package.py")
     recorded = _listed_files(folder)
-    unpinned = sorted(set(REQUIRED) - set(recorded) - {"metadata.json"})
+    unpinned = sorted(set(REQUIRED_FILES) - set(recorded) - {METADATA_FILE})
     if unpinned:
-        raise PublishError(f"{folder / 'metadata.json'} does not record the sha256 of "
+        raise PublishError(f"{folder / METADATA_FILE} does not record the sha256 of "
                            f"{', '.join(unpinned)}")
     contents = []
-    for name in sorted(recorded) + ["metadata.json"]:
+    for name in sorted(recorded) + [METADATA_FILE]:
         data = _check_plain_file(folder, name).read_bytes()
         want = recorded.get(name)
         if want is not None and hashlib.sha256(data).hexdigest() != want:
@@ -93,7 +92,14 @@ def _checked_contents(folder):
 
 
 def publish(folder, repo_id, private=False, token=None, endpoint=None):
-    """Upload exactly plan_upload's files (after its checks); returns the commit URL."""
+    """Upload exactly plan_upload's files (after its checks) in one commit.
+
+    Returns huggingface_hub's CommitInfo: a str, the commit URL, whose `.oid` is the
+    revision to record (`presets.record_publication`).
+
+    Raises:
+        PublishError: the folder is not fit to publish, or the Hub refused it.
+    """
     from huggingface_hub import CommitOperationAdd, HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -101,7 +107,7 @@ def publish(folder, repo_id, private=False, token=None, endpoint=None):
     try:
         api = HfApi(endpoint=endpoint, token=token)
         api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.create_commit(
+        return api.create_commit(
             repo_id=repo_id, commit_message=f"Upload {Path(folder).name}",
             operations=[CommitOperationAdd(path_in_repo=name, path_or_fileobj=data)
                         for name, data in contents])
@@ -110,4 +116,3 @@ def publish(folder, repo_id, private=False, token=None, endpoint=None):
         hint = " (no or invalid token: set HF_TOKEN or run `hf auth login`)" \
             if status in (401, 403) else ""
         raise PublishError(f"the Hub refused the upload: HTTP {status}{hint}") from None
-    return getattr(info, "commit_url", str(info))

@@ -2,8 +2,13 @@
 
 At the planned steps of a `fit` (before the step runs) the callback draws a teleport batch
 from `data`, searches the symmetry orbit for a larger gradient norm (faster convergence
-from there) or a flatter / sharper neighbourhood (see gim_zoo.symmetry), and moves the
-weights there.
+from there) or a flatter / sharper neighbourhood (see gim_zoo.teleport.search), and moves
+the weights there.
+
+    teleport = SymmetryTeleport((x_train, y_train), at_steps=(0, 50, 100), group="gl",
+                                batch_size=64)
+    model.fit(x_train, y_train, epochs=5, callbacks=[teleport])
+    teleport.log  # per teleport: step, objective before / after, batch loss before / after
 
 Optimizer state: the authors' code re-creates the optimizer after a teleport, because
 momentum and Adam/AdaGrad accumulators were gathered in the old coordinates (a rescaled
@@ -16,8 +21,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from gim_zoo.callbacks.optimizer_slots import reset_slots
-from gim_zoo.symmetry import Teleporter
+from gim_zoo.optimizer_slots import reset_slots
+from gim_zoo.teleport.search import Teleporter
+
+OPTIMIZER_STATES = ("reset", "keep")
 
 
 class SymmetryTeleport(keras.callbacks.Callback):
@@ -34,7 +41,7 @@ class SymmetryTeleport(keras.callbacks.Callback):
       teleport batch, which must be smaller than every such layer's width).
     objective: "grad_norm", "sharpness_min" or "sharpness_max".
     steps, lr: gradient steps on the group parameters and their (normalised) length.
-    loss_tolerance, max_condition: see gim_zoo.symmetry.Teleporter (a move is taken only
+    loss_tolerance, max_condition: see gim_zoo.teleport.Teleporter (a move is taken only
       where the batch loss stays within loss_tolerance, relative, and GL re-fits are
       well conditioned).
 
@@ -46,7 +53,7 @@ class SymmetryTeleport(keras.callbacks.Callback):
                  steps=10, lr=0.1, batch_size=32, optimizer_state="reset", loss_fn=None,
                  seed=0, verbose=1, loss_tolerance=1e-5, max_condition=1e3):
         super().__init__()
-        if optimizer_state not in ("reset", "keep"):
+        if optimizer_state not in OPTIMIZER_STATES:
             raise ValueError(f"optimizer_state must be 'reset' or 'keep', got "
                              f"{optimizer_state!r}")
         x, y = data if isinstance(data, (tuple, list)) else (data, None)

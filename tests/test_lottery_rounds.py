@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 import gim_zoo
-from gim_zoo import hub
+from gim_zoo import presets
 from gim_zoo.data import load_fashion_mnist
 from gim_zoo.exporting import TFLiteModel, export_tflite
-from experiments.lottery_rounds import LotteryConfig, choose_round, load_ticket, run_imp
+from gim_zoo.lottery import load_ticket
+from experiments.lottery_rounds import LotteryConfig, choose_round, run_imp
 from experiments.packaging import package_ticket
 
 
@@ -118,9 +119,9 @@ def test_gim_encoder_ticket_under_infonce(gim_ticket):
 @pytest.mark.slow
 def test_packaged_gim_ticket_loads_sparse(gim_ticket, tmp_path, monkeypatch):
     path, rounds = gim_ticket
-    monkeypatch.setattr(hub, "BUNDLED_DIR", tmp_path / "pretrained")
-    monkeypatch.setattr(hub, "MANIFEST_PATH", tmp_path / "pretrained" / "manifest.json")
-    monkeypatch.delenv(hub.LOCAL_DIR_ENV, raising=False)
+    monkeypatch.setattr(presets, "BUNDLED_DIR", tmp_path / "pretrained")
+    monkeypatch.setattr(presets, "MANIFEST_PATH", tmp_path / "pretrained" / "manifest.json")
+    monkeypatch.delenv(presets.LOCAL_DIR_ENV, raising=False)
     name = "gim-fmnist-resnet-ticket"
     package_ticket(name, path, round_index=1, cards_dir=tmp_path / "cards")
     encoder = gim_zoo.load(name)  # sha256-checked against the manifest just written

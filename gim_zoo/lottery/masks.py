@@ -1,25 +1,26 @@
-"""Lottery tickets: binary masks on kernels and the prune-with-rewind callback.
-
-Frankle & Carbin (ICLR 2019) and late rewinding (Frankle et al. 2019): train, remove the
-smallest-magnitude surviving weights, reset the survivors (and every other unpruned
-variable) to their values at the rewind point, train again with a fresh optimizer.
+"""Lottery-ticket masks: one {0, 1} mask per Dense / Conv kernel, and the pruning strategies.
 
 Masks are Keras `Constraint`s on the kernels: every optimizer applies a variable's
 constraint after each update, on every backend, so a pruned weight stays exactly zero
 (Adam's momentum cannot revive it). Biases and normalisation parameters are never pruned.
+Pruning strategies: by magnitude per layer (Frankle & Carbin's rates) or pooled over all
+kernels (global), and random masks with a ticket's per-layer counts (the control).
 Written in keras.ops / numpy only.
+
+    masks = PruningMasks(model)                 # all ones: nothing pruned yet
+    masks.assign(masks.magnitude_prune())       # one round: 20% of dense, 10% of output
+    masks.save("masks.npz")
 
 JAX: the masks are not model state, so Keras's jitted train step holds their values as
 constants. Whenever masks change (`assign`) or a fit starts with PruneWithRewind, the
 model's train function is rebuilt so that it is traced with the current masks.
 """
 
-import os
-from pathlib import Path
-
 import keras
 import numpy as np
 from keras import ops
+
+from gim_zoo.files import atomic_path
 
 # Frankle & Carbin's per-round rates: fully-connected 20%, output layer 10%, conv 10-15%.
 LAYERWISE_RATES = {"dense": 0.2, "output": 0.1, "conv": 0.15}
@@ -52,6 +53,21 @@ def prunable_kernels(model):
         path, _, kernel = found[dense[-1]]
         found[dense[-1]] = (path, "output", kernel)
     return found
+
+
+def save_arrays(path, arrays):
+    """Arrays as an .npz in their order (arr_0, arr_1, ...), written atomically: masks and
+    rewind points are matched to variables by position, as layer names differ between
+    model instances."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, *arrays)
+
+
+def load_arrays(path):
+    """The arrays `save_arrays` wrote, in order."""
+    with np.load(path) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
 
 
 class PruningMasks:
@@ -122,22 +138,22 @@ class PruningMasks:
         return out
 
     def save(self, path):
-        """Masks as .npz in kernel order (layer names differ between model instances),
-        written to a temporary file and renamed."""
-        path = Path(path)
-        tmp = path.with_name(f".tmp-{path.name}")
-        with open(tmp, "wb") as f:
-            np.savez(f, *self.numpy().values())
-        os.replace(tmp, path)
+        """Masks as .npz in kernel order (layer names differ between model instances)."""
+        save_arrays(path, self.numpy().values())
 
-    def load(self, path):
-        with np.load(path) as data:
-            arrays = [data[f"arr_{i}"] for i in range(len(data.files))]
+    def read(self, path):
+        """Masks saved by `save` (from this model or another instance of the same network)
+        as {this model's kernel path: mask}, not yet assigned: the one mask reader."""
+        arrays = load_arrays(path)
         shapes = [tuple(m.shape) for m in self.masks.values()]
         if [a.shape for a in arrays] != shapes:
             raise ValueError(f"{path} holds masks of shapes {[a.shape for a in arrays]}, "
                              f"the model's kernels are {shapes}")
-        self.assign(dict(zip(self.masks, arrays)))
+        return dict(zip(self.masks, arrays))
+
+    def load(self, path):
+        """Read the masks at `path` and assign them (pruned weights become zero)."""
+        self.assign(self.read(path))
 
 
 def _prune_one(mask, magnitude, rate):
@@ -165,94 +181,9 @@ def _prune_pooled(masks, weights, rate):
     return {p: new[p].reshape(masks[p].shape) for p in paths}
 
 
-class PruneWithRewind(keras.callbacks.Callback):
-    """Captures the rewind point during `fit`; `prune_and_rewind()` ends a round.
-
-    rewind_step: 0 rewinds to the initial weights (original lottery tickets); k > 0 to
-    the weights after k training steps (late rewinding). Everything except the masks is
-    rewound (kernels, biases, norms); the optimizer's state is reset to fresh.
-    prune_at_end: prune and rewind automatically in on_train_end (one fit = one round).
-    """
-
-    def __init__(self, masks, rewind_step=0, rates=None, global_rate=None,
-                 prune_at_end=False, verbose=0):
-        super().__init__()
-        self.masks = masks
-        self.rewind_step = int(rewind_step)
-        self.rates = rates or LAYERWISE_RATES
-        self.global_rate = global_rate
-        self.prune_at_end = prune_at_end
-        self.verbose = verbose
-        self.rewind_point = None
-        self._step = 0
-
-    def capture(self):
-        self.rewind_point = [np.array(v.numpy()) for v in self._rewound_variables()]
-
-    def _rewound_variables(self):
-        return self.masks.unmasked_weights(self.model)
-
-    def on_train_begin(self, logs=None):
-        self._step = 0
-        self.masks.apply()
-        retrace_train_function(self.model)  # JAX: the masks may have changed since
-        if self.rewind_point is None and self.rewind_step == 0:
-            self.capture()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._step += 1
-        if self.rewind_point is None and self._step == self.rewind_step:
-            self.capture()
-
-    def on_train_end(self, logs=None):
-        if self.prune_at_end:
-            self.prune_and_rewind()
-
-    def prune_and_rewind(self):
-        """Prune by magnitude, rewind to the rewind point, reset the optimizer."""
-        if self.rewind_point is None:
-            raise RuntimeError(
-                f"no rewind point: training stopped before step {self.rewind_step}")
-        new_masks = self.masks.magnitude_prune(self.rates, self.global_rate)
-        self.rewind()
-        self.masks.assign(new_masks)
-        if self.verbose:
-            print(f"pruned: {100 * self.masks.remaining():.1f}% of weights remain")
-        return new_masks
-
-    def rewind(self):
-        for variable, value in zip(self._rewound_variables(), self.rewind_point):
-            variable.assign(value)
-        self.masks.apply()
-        reset_optimizer(self.model.optimizer)
-
-    def save_rewind_point(self, path):
-        path = Path(path)
-        tmp = path.with_name(f".tmp-{path.name}")
-        with open(tmp, "wb") as f:
-            np.savez(f, *self.rewind_point)
-        os.replace(tmp, path)
-        return path
-
-    def load_rewind_point(self, path):
-        with np.load(path) as data:
-            self.rewind_point = [data[f"arr_{i}"] for i in range(len(data.files))]
-
-
 def retrace_train_function(model):
     """Under JAX, replace the model's compiled train function by a new one, traced (with
     the masks' current values) at its first call; safe during fit, which looks the train
     function up at every step. TensorFlow and torch read the mask variables at every step."""
     if keras.backend.backend() == "jax" and getattr(model, "train_function", None) is not None:
         model.make_train_function(force=True)
-
-
-def reset_optimizer(optimizer):
-    """A fresh optimizer without rebuilding: zero every slot and the step counter."""
-    if optimizer is None or not optimizer.built:
-        return
-    for variable in optimizer.variables:
-        if "learning_rate" in variable.path:  # a constant, not state
-            continue
-        variable.assign(np.zeros(variable.shape, variable.dtype))
-

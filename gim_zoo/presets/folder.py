@@ -12,26 +12,34 @@ downloaded config cannot run arbitrary code. Read as a registry model, a folder 
 that model's encoder class (an audio folder is never an image model); a different
 architecture (other widths, blocks, image size...) is refused unless the caller opts out
 explicitly (`allow_other_architecture=True`: a user's own run of another size).
+
+Keras is imported inside the functions (`gim_zoo.presets` imports this module, and
+`gim_zoo.info` must not import TensorFlow).
 """
 
+from __future__ import annotations  # keras.Model annotations without importing Keras
+
 import datetime
+import importlib
 import inspect
 import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
+from gim_zoo.files import atomic_dir, atomic_write_json
+from gim_zoo.modality import AUDIO, IMAGE
+from gim_zoo.presets import (CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE, ModelMismatchError,
+                             file_pins)
 
-from gim_zoo.hub import ModelMismatchError
-from gim_zoo.models import audio, resnet  # noqa: F401  registers the encoder classes
-from gim_zoo.runs import atomic_write_json
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
-ENCODER_CLASSES = ("gim_zoo>PatchResNetEncoder", "gim_zoo>AudioEncoder")
+ENCODER_CLASSES = tuple(f"gim_zoo>{m.encoder_class_name}" for m in (IMAGE, AUDIO))
 # Encoder config fields that are not architecture (a folder may differ in them freely).
 NOT_ARCHITECTURE = ("crop_samples",)
 
@@ -40,30 +48,28 @@ def write_model_folder(encoder: keras.Model, folder: str | os.PathLike, name: st
                        extra_files: dict | None = None) -> Path:
     """Write config/weights/metadata (+ extra {filename: source path or text}) atomically.
 
-    The folder is built in a temporary sibling and renamed into place, so a reader never
-    sees half a model.
+    The folder is built in a staging folder beside it and renamed into place
+    (gim_zoo.files.atomic_dir), so a reader never sees half a model.
 
     Raises:
         OSError: the folder cannot be written (nothing is left half-written).
     """
-    from gim_zoo import __version__
-    from gim_zoo.hub import sha256_of
+    import keras
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private
-    try:
-        (staging / "config.json").write_text(
+    from gim_zoo import __version__
+
+    with atomic_dir(folder) as staging:
+        staging.mkdir()
+        (staging / CONFIG_FILE).write_text(
             json.dumps(keras.saving.serialize_keras_object(encoder), indent=2) + "\n")
-        encoder.save_weights(staging / "model.weights.h5")
+        encoder.save_weights(staging / WEIGHTS_FILE)
         for filename, source in (extra_files or {}).items():
             if isinstance(source, Path):
                 shutil.copyfile(source, staging / filename)
             else:
                 (staging / filename).write_text(source)
-        files = {p.name: sha256_of(p) for p in sorted(staging.iterdir()) if p.is_file()}
-        atomic_write_json(staging / "metadata.json", {
+        files = file_pins(staging)
+        atomic_write_json(staging / METADATA_FILE, {
             "name": name,
             "keras_version": keras.__version__,
             "gim_zoo_version": __version__,
@@ -72,18 +78,7 @@ def write_model_folder(encoder: keras.Model, folder: str | os.PathLike, name: st
             "date_saved": datetime.date.today().isoformat(),
             "files": files,
         })
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            folder.rename(old)
-            staging.rename(folder)
-            shutil.rmtree(old)
-        else:
-            staging.rename(folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return folder
+    return Path(folder)
 
 
 def _comparable(value):
@@ -106,16 +101,16 @@ def check_folder_config(config: dict, spec, source, allow_other_architecture: bo
     Raises:
         ModelMismatchError: another class, or another architecture without the opt-out.
     """
-    want_class = "gim_zoo>AudioEncoder" if spec.is_audio else "gim_zoo>PatchResNetEncoder"
+    want_class = f"gim_zoo>{spec.modality.encoder_class_name}"
     got_class = config.get("registered_name")
     if got_class != want_class:
         got, want = str(got_class).split(">")[-1], want_class.split(">")[-1]
-        kind = "16 kHz waveforms" if spec.is_audio else "images"
+        kind = spec.modality.inputs
         raise ModelMismatchError(
             f"{source} holds an {got}, but {spec.name} is a {want} ({kind} in): this is "
             f"another model's folder; load it under its own name (its metadata.json says "
             f"which) or pass {spec.name}'s own folder")
-    cls = audio.AudioEncoder if spec.is_audio else resnet.PatchResNetEncoder
+    cls = spec.modality.encoder_class()
     defaults = inspect.signature(cls.__init__).parameters
     fields = config.get("config", {})
     differences = []
@@ -149,8 +144,12 @@ def read_encoder(folder: str | os.PathLike, spec=None,
             weights do not load into it.
         ModelMismatchError: another encoder class or architecture than `spec`'s.
     """
+    import keras
+
+    for module in ("audio", "resnet"):  # registers the encoder classes for deserialising
+        importlib.import_module(f"gim_zoo.models.{module}")
     folder = Path(folder)
-    path = folder / "config.json"
+    path = folder / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{folder} is not a model folder: it has no config.json")
     try:
@@ -166,7 +165,7 @@ def read_encoder(folder: str | os.PathLike, spec=None,
     if spec is not None:
         check_folder_config(config, spec, folder, allow_other_architecture)
     encoder = keras.saving.deserialize_keras_object(config, safe_mode=True)
-    load_weights_checked(encoder, folder / "model.weights.h5")
+    load_weights_checked(encoder, folder / WEIGHTS_FILE)
     return encoder
 
 

@@ -1,0 +1,147 @@
+"""The callbacks inside fit under the active backend: RIFLE, lottery masks with rewind, and
+symmetry teleportation."""
+
+import keras
+import numpy as np
+
+from gim_zoo.callbacks import RIFLE, PruneWithRewind, PruningMasks, SymmetryTeleport
+
+L = keras.layers
+
+
+def to_numpy(x):
+    if isinstance(x, keras.Variable):
+        x = x.value
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def mlp(layers, seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((layers[0],))] + layers[1:])
+
+
+class Snapshots(keras.callbacks.Callback):
+    """All weights at each epoch end (placed before or after RIFLE in the callback list)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append({v.path: to_numpy(v) for v in self.model.weights})
+
+
+def test_rifle_reinitialises_only_the_head_at_the_planned_epochs():
+    model = mlp([6, L.Dense(16, activation="relu", name="backbone1"),
+                 L.Dense(16, activation="relu", name="backbone2"),
+                 L.Dense(3, activation="softmax", name="head")])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32") + (x[:, 1] > 0).astype("int32")
+    epochs = 8
+    schedule = keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=epochs * 4)
+    model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy")
+    before, after = Snapshots(), Snapshots()
+    rifle = RIFLE("head", epochs, times=3, reset_optimizer_slots=True, verbose=0)
+    history = model.fit(x, y, batch_size=16, epochs=epochs, verbose=0,
+                        callbacks=[before, rifle, after]).history
+    assert [{k: r[k] for k in ("after_epoch", "optimizer_step")} for r in rifle.log] == [
+        {"after_epoch": 2, "optimizer_step": 8}, {"after_epoch": 4, "optimizer_step": 16},
+        {"after_epoch": 6, "optimizer_step": 24}]
+    for epoch in range(epochs):  # what RIFLE itself changed at the end of each epoch
+        for path, value in before.weights[epoch].items():
+            moved = not np.array_equal(value, after.weights[epoch][path])
+            assert moved == ("/head/" in f"/{path}" and epoch + 1 in (2, 4, 6)), (epoch, path)
+    assert history["rifle_reinits"] == [0, 1, 1, 2, 2, 3, 3, 3]
+    head = model.get_layer("head").kernel.path
+    assert not np.array_equal(after.weights[5][head], after.weights[7][head])  # trains on
+    assert int(to_numpy(model.optimizer.iterations)) == 32
+
+
+def test_lottery_masks_hold_across_fits_and_rewind_is_exact():
+    """Masked weights stay exactly zero through two fits of one compiled model (new masks
+    between them: under JAX the compiled step must see them), then a prune-and-rewind
+    restores the start values and a fresh optimizer."""
+    model = mlp([20, L.Dense(30, activation="relu"), L.Dense(25, activation="relu"),
+                 L.Dense(4, activation="softmax")])
+    masks = PruningMasks(model)
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 20)).astype("float32")
+    y = x[:, :4].argmax(-1).astype("int64")
+
+    def violations():
+        """(masked weights that are not zero, unmasked weights that are exactly zero)"""
+        bad = alive_zero = 0
+        for path, _, kernel in masks.kernels:
+            mask, w = to_numpy(masks.masks[path]), to_numpy(kernel)
+            bad += int(np.count_nonzero(w[mask == 0]))
+            alive_zero += int(np.sum(w[mask == 1] == 0))
+        return bad, alive_zero
+
+    masks.assign({p: (rng.random(m.shape) > 0.5).astype("float32")
+                  for p, m in masks.numpy().items()})
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    assert violations() == (0, 0)
+    masks.assign(masks.magnitude_prune())  # round 2, same compiled model
+    model.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    assert violations() == (0, 0)
+
+    rewind = PruneWithRewind(masks, rewind_step=0)
+    start = {}
+
+    class Record(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            start.update({v.path: to_numpy(v).copy() for v in self.model.weights})
+
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[rewind, Record()])
+    remaining = masks.remaining()
+    rewind.prune_and_rewind()
+    assert masks.remaining() < remaining
+    for v in model.weights:
+        if v.path.endswith("mask"):
+            continue
+        want = start[v.path]
+        if v.path in masks.masks:
+            want = want * to_numpy(masks.masks[v.path])
+        np.testing.assert_array_equal(to_numpy(v), want, err_msg=v.path)
+    for path, _, kernel in masks.kernels:
+        np.testing.assert_array_equal(to_numpy(kernel),
+                                      start[path] * to_numpy(masks.masks[path]))
+    assert all(not np.any(to_numpy(v)) for v in model.optimizer.variables
+               if "learning_rate" not in v.path)
+
+
+def test_teleport_keeps_the_loss_and_the_function_and_raises_the_gradient_norm():
+    """SymmetryTeleport inside fit, then one direct teleport. (A GreedyInfoMax teleport is
+    in tests/test_teleport.py only: JAX runs the orbit search eagerly, ~20 s of first-call
+    compiles on 2 cores.)"""
+    from gim_zoo.teleport import Teleporter
+
+    model = mlp([8, L.Dense(16, activation="relu", name="d1"), L.Dense(16, name="d2"),
+                 L.LeakyReLU(name="act2"), L.Dense(3, name="out")])
+    model.compile(keras.optimizers.Adam(1e-2),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(64, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32") + (x[:, 1] > 0).astype("int32")
+    teleport = SymmetryTeleport((x, y), at_steps=(0, 3), steps=4, lr=0.2, batch_size=16,
+                                verbose=0)
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[teleport]).history
+    assert [r["step"] for r in teleport.log] == [0, 3]
+    assert history["teleports"] == [2.0, 2.0] and np.isfinite(history["loss"]).all()
+    teleport.teleport_now()  # zeroes the teleported kernels' Adam moments
+    slots = {s.name: to_numpy(s) for s in model.optimizer.variables}
+    name = model.get_layer("d1").kernel.path.replace("/", "_")
+    assert not slots[f"{name}_momentum"].any() and not slots[f"{name}_velocity"].any()
+
+    other = rng.normal(size=(50, 8)).astype("float32")
+    outputs, weights = to_numpy(model(other)), [to_numpy(v) for v in model.trainable_variables]
+    direct = Teleporter(model).teleport((x[:12], y[:12]), steps=4, lr=0.3)
+    for record in teleport.log + [direct]:
+        assert record["applied"]
+        assert abs(record["loss_after"] - record["loss_before"]) <= 1e-5 * record["loss_before"]
+        assert record["after"] >= record["before"]
+    assert direct["after"] > 1.05 * direct["before"]
+    assert any(not np.allclose(a, to_numpy(b)) for a, b in zip(weights, model.trainable_variables))
+    assert np.max(np.abs(to_numpy(model(other)) - outputs)) < 1e-4
