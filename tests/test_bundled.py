@@ -8,9 +8,9 @@ import pytest
 
 import gim_zoo
 from gim_zoo import presets, registry
-from experiments import model_cards
 from gim_zoo.data import load_fashion_mnist
 from gim_zoo.exporting import TFLiteModel
+from experiments import model_cards
 
 NAME = "gim-fmnist-resnet"
 FOLDER = presets.BUNDLED_DIR / NAME

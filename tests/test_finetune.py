@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from experiments import reports
 from gim_zoo.data.digits import digits_split
+from experiments import reports
 from experiments.rifle_finetuning import FinetuneConfig, finetune
 
 

@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from experiments.run_directory import ConfigMismatchError, RunDirectory
 from gim_zoo.callbacks import ResumableBackup
 from gim_zoo.files import atomic_write_json
+from experiments.run_directory import ConfigMismatchError, RunDirectory
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):

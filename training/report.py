@@ -14,8 +14,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from experiments import reports  # noqa: E402
 from gim_zoo.files import atomic_write_text  # noqa: E402
+from experiments import reports  # noqa: E402
 
 flags.DEFINE_string("runs", "runs", "folder holding the run directories")
 flags.DEFINE_integer("seed", 0, "which seed's runs to report")

@@ -23,11 +23,12 @@ Where a model is published is data, not code: its manifest entry is
 `pin` (export/package.py) and `record_publication` (export/publish.py), never by hand.
 
 This package module holds the layout, the errors, the manifest, the pins and resolution;
-`presets.folder` writes and reads a folder (Keras safe mode, encoder class and architecture
-checked), `presets.upload` checks and publishes one (huggingface_hub). Their functions are importable from here too. Nothing here imports
-more than the standard library at module level (Keras and huggingface_hub only inside the
-functions that need them), so `gim_zoo.info` and `python -m gim_zoo info` stay
-TensorFlow-free. Tests and tools patch BUNDLED_DIR / MANIFEST_PATH on this module.
+`presets.folder` writes and reads a folder (Keras safe mode, encoder class and
+architecture checked), `presets.upload` checks and publishes one (huggingface_hub). Their
+functions are importable from here too. Nothing here imports more than the standard
+library at module level (Keras and huggingface_hub only inside the functions that need
+them), so `gim_zoo.info` and `python -m gim_zoo info` stay TensorFlow-free. Tests and
+tools patch BUNDLED_DIR / MANIFEST_PATH on this module.
 """
 
 import json

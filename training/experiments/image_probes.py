@@ -12,12 +12,11 @@ import keras
 import numpy as np
 
 from gim_zoo import registry
-from gim_zoo.data import image_pipeline
+from gim_zoo.data import image_pipeline, load_split
 from gim_zoo.models.probe import balanced_subset, encode, probe_from_features
 from gim_zoo.files import atomic_write_json
 from experiments.run_directory import RunDirectory
 from experiments.pretraining import TrainConfig
-from gim_zoo.data import load_split
 
 
 @dataclasses.dataclass

@@ -18,8 +18,8 @@ from gim_zoo.data import image_pipeline, images_only, load_speech, load_split
 from gim_zoo.data.pipelines import epochs_pipeline
 from gim_zoo.presets import load_weights_checked
 from gim_zoo.models.probe import balanced_subset
-from experiments.plots import plot_loss_curves
 from gim_zoo.callbacks.backup import ResumableBackup, save_weights_as_worker
+from experiments.plots import plot_loss_curves
 from experiments.run_directory import EpochTimer, RunDirectory, SelfKill
 
 STRATEGIES = ("", "mirrored", "multi_worker")
