@@ -11,6 +11,11 @@ optimizer's step count, and with it the learning-rate schedule, is never restart
 Optimizer slots (momentum, Adam moments) of the head are kept by default, as in the
 authors' code; `reset_optimizer_slots=True` zeroes them, so the old head's momentum does
 not push the new random head. Written with keras.ops only; works on any Keras model.
+
+    from gim_zoo.callbacks import RIFLE
+
+    model.fit(x, y, epochs=60, callbacks=[RIFLE("head", epochs=60, times=3)])
+    # the layer named "head" is redrawn after epochs 15, 30 and 45
 """
 
 import math
