@@ -70,7 +70,8 @@ def _export(args):
     check_output(args.out, args.overwrite, args.format == "saved_model")  # before loading
     weights = None if args.weights == "none" else args.weights
     spec = registry.get(args.name)
-    encoder = load(args.name, weights=weights)
+    encoder = load(args.name, weights=weights,
+                   allow_other_architecture=args.allow_other_architecture)
     model = spec.modality.export_model(encoder, spec, args.module or None,
                                        saved_model=args.format == "saved_model",
                                        grid=args.grid, pool_to=args.pool_to)
@@ -113,6 +114,9 @@ def main(argv=None):
                    help="'pretrained', 'none' or a path to weights")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing export at --out (never another file or folder)")
+    p.add_argument("--allow_other_architecture", action="store_true",
+                   help="--weights=FOLDER of your own run of another size (other widths, "
+                        "blocks...) under this name; the encoder class is always checked")
     p = sub.add_parser("demo", help="pretrained encoder -> probe -> TFLite -> table")
     p.add_argument("--name", default="gim-fmnist-resnet",
                    help="Fashion-MNIST zoo model whose bundled encoder is probed")

@@ -49,3 +49,18 @@ def test_export_random_init_encoder_to_tflite(tmp_path):
     out = cli("export", "gim-fmnist-resnet", "--weights", "none", "--pool_to", "1",
               "--out", str(tmp_path / "global.tflite"))
     assert "(None, 28, 28, 1) -> (None, 256)" in out.stdout  # the paper's global pool
+
+
+def test_export_of_another_sized_folder_needs_the_opt_in(tmp_path, tiny_encoder):
+    """A user's own run of another size exports under a registry name only when asked."""
+    from gim_zoo.presets import write_model_folder
+
+    folder = write_model_folder(tiny_encoder, tmp_path / "mine", "gim-fmnist-resnet")
+    out = cli("export", "gim-fmnist-resnet", "--weights", str(folder),
+              "--out", str(tmp_path / "mine.tflite"))
+    assert out.returncode != 0 and "allow_other_architecture" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "mine.tflite").exists()
+    out = cli("export", "gim-fmnist-resnet", "--weights", str(folder),
+              "--allow_other_architecture", "--out", str(tmp_path / "mine.tflite"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "mine.tflite").stat().st_size > 0
