@@ -1,31 +1,38 @@
 """Training images/s against batch size: GIM (all modules, module at a time) and CPC.
 
-Each (configuration, batch size) runs in its own subprocess, one after another, on the
-same synthetic 28x28 batches (throughput does not depend on the pixels). The row "before"
-swaps in the earlier InfoNCE, which scored every context against every target of the
-batch (O(batch^2)) before picking the sampled negatives, so the table compares the two in
-one run. The last column, images/s at the largest batch over images/s at the smallest,
-is 1.0 when the per-image cost is flat.
+Each configuration runs in its own subprocess, which builds one model per batch size and
+times them in interleaved rounds (every batch size once per round), so the batch sizes
+of a row are measured under the same conditions; a cell is the median over rounds. Rows
+run with the scripts' malloc settings (`gim_zoo.allocator.reuse_freed_memory`) unless
+they say "default malloc": glibc's defaults, under which every step maps its big tensors
+afresh and pays page faults that grow with the batch. "all-pairs" also swaps in the
+earlier InfoNCE, which scored every context against every target of the batch
+(O(batch^2)) before picking the sampled negatives. The ratio columns are 1.0 when the
+per-image cost is flat.
 
     python benchmarks/throughput.py                          # batch 32, 64, 128, 256
-    python benchmarks/throughput.py --batch_sizes=32,128 --steps=10   # quick look
+    python benchmarks/throughput.py --batch_sizes=32,128 --rounds=3   # quick look
     python benchmarks/throughput.py --model=gim-fmnist-resnet-deep
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 
 CONFIGS = {  # key: (row label, settings)
     "gim": ("GIM, all modules", dict()),
-    "gim-before": ("GIM, all modules, before (all-pairs InfoNCE)", dict(all_pairs=True)),
+    "gim-default-malloc": ("GIM, all modules, default malloc", dict(default_malloc=True)),
+    "gim-before": ("GIM, all modules, default malloc, all-pairs InfoNCE",
+                   dict(all_pairs=True, default_malloc=True)),
     "gim-m1": ("GIM, module 1 only", dict(train_module=1)),
     "gim-m2": ("GIM, module 2 only", dict(train_module=2)),
     "gim-m3": ("GIM, module 3 only", dict(train_module=3)),
     "cpc": ("CPC end-to-end", dict(cpc=True)),
+    "cpc-default-malloc": ("CPC end-to-end, default malloc", dict(cpc=True, default_malloc=True)),
 }
 
 
@@ -46,13 +53,18 @@ def all_pairs_info_nce(context, transformed_targets, negative_indices):
     return -ops.mean(ops.log_softmax(logits, axis=-1)[..., 0])
 
 
-def measure(config_name, model_name, batch_size, steps, warmup, repeats):
-    """Runs in the child: build, warm up, time `steps` training steps `repeats` times and
-    keep the best, in wall-clock images/s and in images per CPU-second (all threads). On
-    the 2-vCPU VMs measured here a process runs at half speed for long stretches (the
-    same CPU time, twice the wall time, as if one core were taken away, whatever the
-    configuration: the host's CPU quota), so wall-clock numbers depend on when a cell ran;
-    CPU time per image does not."""
+def measure(config_name, model_name, batch_sizes, warmup, rounds, images_per_round):
+    """Runs in the child: per batch size build a model and warm it up, then `rounds`
+    rounds of ~`images_per_round` training images per batch size, in wall-clock images/s
+    and in images per CPU-second (all threads). On the 2-vCPU VMs measured here a process
+    runs at half speed for long stretches (the same CPU time, twice the wall time, as if
+    one core were taken away: the host's CPU quota), so wall-clock numbers depend on when
+    a cell ran; CPU time per image does not."""
+    config = CONFIGS[config_name][1]
+    if not config.get("default_malloc"):
+        from gim_zoo.allocator import reuse_freed_memory
+
+        reuse_freed_memory()  # before TensorFlow starts, as the scripts do
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import numpy as np
@@ -61,24 +73,29 @@ def measure(config_name, model_name, batch_size, steps, warmup, repeats):
     from gim_zoo import registry
     from gim_zoo.models import infonce
 
-    config = CONFIGS[config_name][1]
     if config.get("all_pairs"):
         infonce.info_nce_from_scores = all_pairs_info_nce
-    keras.utils.set_random_seed(0)
     name = model_name.replace("gim-", "cpc-", 1) if config.get("cpc") else model_name
-    model = registry.get(name).build_model(train_module=config.get("train_module"), seed=0)
-    model.compile(keras.optimizers.Adam(2e-4))
-    images = np.random.default_rng(0).integers(0, 256, (batch_size, 28, 28, 1))
-    data = tf.data.Dataset.from_tensors(images.astype("float32")).repeat()
-    model.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
-    rates, cpu_rates = [], []
-    for _ in range(repeats):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-        rates.append(batch_size * steps / (time.perf_counter() - start))
-        cpu_rates.append(batch_size * steps / (time.process_time() - cpu_start))
-    return {"images_per_s": max(rates), "all": rates,
-            "images_per_cpu_s": max(cpu_rates), "all_cpu": cpu_rates}
+    cells = {}
+    for batch_size in batch_sizes:
+        keras.utils.set_random_seed(0)
+        model = registry.get(name).build_model(train_module=config.get("train_module"), seed=0)
+        model.compile(keras.optimizers.Adam(2e-4))
+        images = np.random.default_rng(0).integers(0, 256, (batch_size, 28, 28, 1))
+        data = tf.data.Dataset.from_tensors(images.astype("float32")).repeat()
+        model.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
+        cells[batch_size] = model, data, max(2, images_per_round // batch_size)
+    rates = {b: [] for b in batch_sizes}
+    cpu_rates = {b: [] for b in batch_sizes}
+    for _ in range(rounds):
+        for batch_size, (model, data, steps) in cells.items():
+            start, cpu_start = time.perf_counter(), time.process_time()
+            model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+            rates[batch_size].append(batch_size * steps / (time.perf_counter() - start))
+            cpu_rates[batch_size].append(batch_size * steps / (time.process_time() - cpu_start))
+    return {str(b): {"images_per_s": statistics.median(rates[b]), "all": rates[b],
+                     "images_per_cpu_s": statistics.median(cpu_rates[b]),
+                     "all_cpu": cpu_rates[b]} for b in batch_sizes}
 
 
 def main():
@@ -88,57 +105,60 @@ def main():
     parser.add_argument("--batch_sizes", default="32,64,128,256")
     parser.add_argument("--configs", default=",".join(CONFIGS),
                         help="comma-separated subset of: " + ", ".join(CONFIGS))
-    parser.add_argument("--steps", type=int, default=0,
-                        help="timed steps per repeat; 0: enough for ~256 images")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="timed repeats per cell; the table shows the best")
+    parser.add_argument("--images_per_round", type=int, default=256,
+                        help="training images per batch size and round")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per model")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="timed rounds; a cell is the median over them")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--batch_size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     if args.child:
-        print(json.dumps(measure(args.child, args.model, args.batch_size, args.steps,
-                                 args.warmup, args.repeats)))
+        print(json.dumps(measure(args.child, args.model, batch_sizes, args.warmup,
+                                 args.rounds, args.images_per_round)))
         return
 
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     names = [n for n in CONFIGS if n in args.configs.split(",")]
     unknown = set(args.configs.split(",")) - set(CONFIGS)
     if unknown:
         parser.error(f"unknown configuration(s) {sorted(unknown)}; known: {list(CONFIGS)}")
     table, wall = {}, {}
     for name in names:
+        cmd = [sys.executable, __file__, f"--child={name}", f"--model={args.model}",
+               f"--batch_sizes={args.batch_sizes}", f"--warmup={args.warmup}",
+               f"--rounds={args.rounds}", f"--images_per_round={args.images_per_round}"]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode:
+            sys.exit(f"{CONFIGS[name][0]} failed:\n{out.stderr[-3000:]}")
+        result = json.loads(out.stdout.strip().splitlines()[-1])
         for batch in batch_sizes:
-            steps = args.steps or max(2, 256 // batch)
-            cmd = [sys.executable, __file__, f"--child={name}", f"--model={args.model}",
-                   f"--batch_size={batch}", f"--steps={steps}", f"--warmup={args.warmup}",
-                   f"--repeats={args.repeats}"]
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            if out.returncode:
-                sys.exit(f"{CONFIGS[name][0]}, batch {batch} failed:\n{out.stderr[-3000:]}")
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            table[name, batch] = result["images_per_cpu_s"]
-            wall[name, batch] = result["images_per_s"]
+            cell = result[str(batch)]
+            table[name, batch] = cell["images_per_cpu_s"]
+            wall[name, batch] = cell["images_per_s"]
             print(f"measured {CONFIGS[name][0]}, batch {batch}: "
-                  f"{', '.join(f'{r:.0f}' for r in result['all'])} images/s, "
-                  f"{', '.join(f'{r:.1f}' for r in result['all_cpu'])} images/CPU-s",
+                  f"{', '.join(f'{r:.0f}' for r in cell['all'])} images/s, "
+                  f"{', '.join(f'{r:.1f}' for r in cell['all_cpu'])} images/CPU-s",
                   file=sys.stderr, flush=True)
 
+    first, others = batch_sizes[0], batch_sizes[1:]
     for title, values, fmt in (("training images per CPU-second (all threads)", table, ".1f"),
                                ("training images/s, wall clock", wall, ".0f")):
-        print(f"\n{args.model}: {title}, best of {args.repeats} timed repeats, "
+        print(f"\n{args.model}: {title}, median of {args.rounds} interleaved rounds, "
               f"{os.cpu_count()} CPU cores, synthetic 28x28 batches\n")
         head = " | ".join(f"batch {b}" for b in batch_sizes)
-        print(f"| configuration | {head} | batch {batch_sizes[-1]} / batch {batch_sizes[0]} |")
-        print("|---|" + "---:|" * (len(batch_sizes) + 1))
+        ratios = " | ".join(f"{b} / {first}" for b in others)
+        print(f"| configuration | {head} | {ratios} |")
+        print("|---|" + "---:|" * (len(batch_sizes) + len(others)))
         for name in names:
             cells = " | ".join(f"{values[name, b]:{fmt}}" for b in batch_sizes)
-            ratio = values[name, batch_sizes[-1]] / values[name, batch_sizes[0]]
-            print(f"| {CONFIGS[name][0]} | {cells} | {ratio:.2f} |")
-        if "gim" in names and "gim-before" in names:
-            cells = " | ".join(f"{values['gim', b] / values['gim-before', b]:.2f}x"
-                               for b in batch_sizes)
-            print(f"| GIM all modules, now / before | {cells} | |")
+            ratio = " | ".join(f"{values[name, b] / values[name, first]:.2f}" for b in others)
+            print(f"| {CONFIGS[name][0]} | {cells} | {ratio} |")
+        for before in ("gim-default-malloc", "gim-before"):
+            if "gim" in names and before in names:
+                cells = " | ".join(f"{values['gim', b] / values[before, b]:.2f}x"
+                                   for b in batch_sizes)
+                print(f"| GIM all modules / {CONFIGS[before][0][len('GIM, all modules, '):]}"
+                      f" | {cells} |" + " |" * len(others))
 
 
 if __name__ == "__main__":

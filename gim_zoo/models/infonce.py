@@ -22,7 +22,7 @@ def info_nce_from_scores(context, transformed_targets, negative_indices):
     Gathers only the N sampled negatives of each context, (B, R, W, N, C), and scores
     them: O(B*N) work. Scoring every context against every target first (one (P, P)
     matmul, P = B*R*W) is quadratic in the batch and was slower even at batch 32
-    (benchmarks/infonce_cost.py).
+    (benchmarks/throughput.py, its all-pairs row).
     """
     channels = transformed_targets.shape[-1]
     positive = ops.sum(context * transformed_targets, axis=-1, keepdims=True)  # (B,R,W,1)
