@@ -7,6 +7,7 @@ The shares are of the sum of the parts.
 
     python benchmarks/step_profile.py                      # batch 32 and 128
     python benchmarks/step_profile.py --model=gim-fmnist-resnet-deep --batch_sizes=32
+    python benchmarks/step_profile.py --default_malloc     # glibc's defaults: page faults
 """
 
 import argparse
@@ -75,7 +76,13 @@ def main():
     parser.add_argument("--model", default="gim-fmnist-resnet")
     parser.add_argument("--batch_sizes", default="32,128")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--default_malloc", action="store_true",
+                        help="keep glibc's malloc defaults (the scripts reuse freed memory)")
     args = parser.parse_args()
+    if not args.default_malloc:
+        from gim_zoo.allocator import reuse_freed_memory
+
+        reuse_freed_memory()  # before TensorFlow starts, as the scripts do
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     results = {b: profile(args.model, b, args.repeats) for b in batch_sizes}
     print(f"\n{args.model}: ms per training step and per image, {os.cpu_count()} CPU cores\n")

@@ -18,6 +18,7 @@ per-image cost is flat.
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -85,17 +86,24 @@ def measure(config_name, model_name, batch_sizes, warmup, rounds, images_per_rou
         data = tf.data.Dataset.from_tensors(images.astype("float32")).repeat()
         model.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
         cells[batch_size] = model, data, max(2, images_per_round // batch_size)
-    rates = {b: [] for b in batch_sizes}
-    cpu_rates = {b: [] for b in batch_sizes}
+    rates, cpu_rates, faults, system_ms = ({b: [] for b in batch_sizes} for _ in range(4))
     for _ in range(rounds):
         for batch_size, (model, data, steps) in cells.items():
+            usage = resource.getrusage(resource.RUSAGE_SELF)
             start, cpu_start = time.perf_counter(), time.process_time()
             model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-            rates[batch_size].append(batch_size * steps / (time.perf_counter() - start))
-            cpu_rates[batch_size].append(batch_size * steps / (time.process_time() - cpu_start))
+            images = batch_size * steps
+            rates[batch_size].append(images / (time.perf_counter() - start))
+            cpu_rates[batch_size].append(images / (time.process_time() - cpu_start))
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            faults[batch_size].append((after.ru_minflt - usage.ru_minflt) / images)
+            system_ms[batch_size].append((after.ru_stime - usage.ru_stime) * 1000 / images)
     return {str(b): {"images_per_s": statistics.median(rates[b]), "all": rates[b],
                      "images_per_cpu_s": statistics.median(cpu_rates[b]),
-                     "all_cpu": cpu_rates[b]} for b in batch_sizes}
+                     "all_cpu": cpu_rates[b],
+                     "page_faults_per_image": statistics.median(faults[b]),
+                     "system_ms_per_image": statistics.median(system_ms[b])}
+            for b in batch_sizes}
 
 
 def main():
@@ -122,7 +130,7 @@ def main():
     unknown = set(args.configs.split(",")) - set(CONFIGS)
     if unknown:
         parser.error(f"unknown configuration(s) {sorted(unknown)}; known: {list(CONFIGS)}")
-    table, wall = {}, {}
+    table, wall, faults = {}, {}, {}
     for name in names:
         cmd = [sys.executable, __file__, f"--child={name}", f"--model={args.model}",
                f"--batch_sizes={args.batch_sizes}", f"--warmup={args.warmup}",
@@ -135,6 +143,8 @@ def main():
             cell = result[str(batch)]
             table[name, batch] = cell["images_per_cpu_s"]
             wall[name, batch] = cell["images_per_s"]
+            faults[name, batch] = (f'{cell["page_faults_per_image"]:.0f} '
+                                   f'({cell["system_ms_per_image"]:.2f} ms)')
             print(f"measured {CONFIGS[name][0]}, batch {batch}: "
                   f"{', '.join(f'{r:.0f}' for r in cell['all'])} images/s, "
                   f"{', '.join(f'{r:.1f}' for r in cell['all_cpu'])} images/CPU-s",
@@ -159,6 +169,13 @@ def main():
                                    for b in batch_sizes)
                 print(f"| GIM all modules / {CONFIGS[before][0][len('GIM, all modules, '):]}"
                       f" | {cells} |" + " |" * len(others))
+    print(f"\n{args.model}: minor page faults per training image (system CPU time per "
+          f"image), median of {args.rounds} rounds\n")
+    print("| configuration | " + " | ".join(f"batch {b}" for b in batch_sizes) + " |")
+    print("|---|" + "---:|" * len(batch_sizes))
+    for name in names:
+        print(f"| {CONFIGS[name][0]} | " + " | ".join(faults[name, b] for b in batch_sizes)
+              + " |")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,9 @@ def _export(args):
 
 
 def _demo(args):
+    from gim_zoo.allocator import reuse_freed_memory
+
+    reuse_freed_memory()  # before TensorFlow: the encoding passes run large batches
     from gim_zoo.demo import format_table, run_demo
 
     rows = run_demo(args.name, args.labels_per_class, args.out_dir, steps=args.steps,

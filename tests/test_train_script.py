@@ -55,6 +55,8 @@ def test_probe_on_a_small_label_budget(trained_run):
     proc = run_script("probe.py", f"--run_dir={trained_run}", "--labels_per_class=20,5",
                       "--steps=300", "--seeds=0,1")
     assert proc.stdout.count("test top-1") == 4  # one encoding pass, two budgets x 2 seeds
+    # progress while encoding: 1 + 40 batches of 256 test images (a bar per pass)
+    assert "40/40" in proc.stdout, proc.stdout[-2000:]
     probes = trained_run / "probes"
     result = json.loads((probes / "labels20-module3-pool3-seed0.json").read_text())
     assert result["train_examples"] == 200 and result["test_examples"] == 10000

@@ -71,14 +71,20 @@ def balanced_subset(labels, per_class, seed=0):
     return np.sort(np.concatenate(picked))
 
 
-def encode(encoder, module, batches, pool_to=1):
+def encode(encoder, module, batches, pool_to=1, verbose=0):
     """(N, k*k*C) pooled features of module `module` and the labels, from (image, label)
-    batches."""
+    batches; verbose: a Keras progress bar (a pass over 70,000 images through a deep
+    encoder takes minutes on a CPU)."""
     extractor = encoder.feature_model(module, pool_to=pool_to)
+    total = int(batches.cardinality()) if hasattr(batches, "cardinality") else -1
+    bar = keras.utils.Progbar(total if total > 0 else None, unit_name="batch") \
+        if verbose else None
     features, labels = [], []
     for images, y in batches:
         features.append(np.asarray(extractor(images, training=False)))
         labels.append(np.asarray(y))
+        if bar is not None:
+            bar.add(1)
     return np.concatenate(features), np.concatenate(labels)
 
 
@@ -137,8 +143,8 @@ def fit_linear_probe(encoder, train_batches, test_batches, module=None, num_clas
     so caching is exact). Returns (Classifier with the fitted head, metrics dict).
     """
     module = module or encoder.num_modules
-    x_train, y_train = encode(encoder, module, train_batches, pool_to)
-    x_test, y_test = encode(encoder, module, test_batches, pool_to)
+    x_train, y_train = encode(encoder, module, train_batches, pool_to, verbose)
+    x_test, y_test = encode(encoder, module, test_batches, pool_to, verbose)
     return probe_from_features(encoder, module, pool_to, (x_train, y_train), (x_test, y_test),
                                num_classes, steps, batch_size, learning_rate, seed, verbose)
 

@@ -34,6 +34,7 @@ class ProbeConfig:
     seeds: str = ""
     data_dir: str = ""
     out_dir: str = ""
+    verbose: int = 1
 
     HELP = {
         "run_dir": "run directory written by training/train.py (its encoder is probed)",
@@ -117,16 +118,17 @@ def probe(config):
                for s in seeds for b in budgets}
     union = np.unique(np.concatenate(list(subsets.values())))
     train = encode(encoder, module, image_pipeline(train_images[union], train_labels[union],
-                                                   spec.dataset, batch_size=256), pool_to)
+                                                   spec.dataset, batch_size=256), pool_to,
+                   config.verbose)
     test = encode(encoder, module, image_pipeline(test_images, test_labels, spec.dataset,
-                                                  batch_size=256), pool_to)
+                                                  batch_size=256), pool_to, config.verbose)
     results = []
     for seed, budget in subsets:
         keep = np.searchsorted(union, subsets[seed, budget])
         _, metrics = probe_from_features(
             encoder, module, pool_to, (train[0][keep], train[1][keep]), test,
             num_classes=spec.num_classes, steps=config.steps, batch_size=config.batch_size,
-            learning_rate=config.learning_rate, seed=seed)
+            learning_rate=config.learning_rate, seed=seed, verbose=config.verbose)
         name = budget or "all"
         result = {
             "source": "random-init" if config.random_init else str(config.run_dir),
