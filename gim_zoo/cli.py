@@ -34,7 +34,9 @@ def native_logs_captured(expected_errors=()):
         yield
         return
     # TensorFlow's Python-side logging goes through absl's logger (std logging underneath)
-    logging.getLogger("absl").setLevel(logging.ERROR)
+    absl_logger = logging.getLogger("absl")
+    absl_level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
     saved_fd = os.dup(fd)
     python_stderr = sys.stderr
     sys.stderr = open(os.dup(saved_fd), "w", buffering=1, encoding=python_stderr.encoding,
@@ -48,6 +50,7 @@ def native_logs_captured(expected_errors=()):
         failed = not isinstance(e, (SystemExit, KeyboardInterrupt, *expected_errors))
         raise
     finally:
+        absl_logger.setLevel(absl_level)
         sys.stderr.flush()
         os.dup2(saved_fd, fd)
         os.close(saved_fd)

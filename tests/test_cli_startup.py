@@ -84,3 +84,12 @@ def test_gim_zoo_attributes_are_lazy_but_there():
                           "assert not hasattr(gim_zoo, 'no_such_thing'); "
                           "assert 'keras' not in sys.modules")
     assert result.returncode == 0, result.stderr
+
+
+def test_training_scripts_help_shows_no_native_start_up_lines():
+    """TensorFlow's import-time CUDA probing (C++ logging, not Python's) stays off `--help`."""
+    for script in ("train.py", "make_speech_corpus.py"):
+        result = python(f"training/{script}", "--help")  # absl's --help exits with 1
+        assert "--seed" in result.stdout, result.stdout[-1500:]
+        for noise in ("cudart_stub", "InitializeLog", "cuInit"):
+            assert noise not in result.stderr, (script, result.stderr[-1500:])

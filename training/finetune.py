@@ -9,8 +9,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from experiments.rifle_finetuning import FinetuneConfig, finetune  # noqa: E402
+# experiments.flags first: it imports TensorFlow with its CUDA probing hushed
 from experiments.flags import run_script  # noqa: E402
+from experiments.rifle_finetuning import FinetuneConfig, finetune  # noqa: E402
 
 
 def show(m):

@@ -11,8 +11,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from gim_zoo.data.speech_corpus import DEFAULT_DIR, SPEAKERS, make_corpus  # noqa: E402
+# experiments.flags first: it imports TensorFlow with its CUDA probing hushed
 from experiments.flags import USER_ERRORS  # noqa: E402
+from gim_zoo.data.speech_corpus import DEFAULT_DIR, SPEAKERS, make_corpus  # noqa: E402
 
 flags.DEFINE_string("out_dir", DEFAULT_DIR, "corpus folder (replaced atomically)")
 flags.DEFINE_integer("speakers", len(SPEAKERS), f"how many of the {len(SPEAKERS)} voices")

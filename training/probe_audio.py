@@ -12,8 +12,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from experiments.speech_probes import AudioProbeConfig, probe_audio  # noqa: E402
+# experiments.flags first: it imports TensorFlow with its CUDA probing hushed
 from experiments.flags import run_script  # noqa: E402
+from experiments.speech_probes import AudioProbeConfig, probe_audio  # noqa: E402
 
 
 def show(r):
