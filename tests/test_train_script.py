@@ -66,6 +66,25 @@ def test_probe_on_a_small_label_budget(trained_run):
         "train_examples"] == 50
     other_seed = json.loads((probes / "labels20-module3-pool3-seed1.json").read_text())
     assert other_seed["seed"] == 1 and other_seed["train_examples"] == 200
+    assert result["encoder"].startswith("sha256:") and result["probe_batch_size"] == 256
+
+
+def test_probe_rerun_reuses_results_of_the_same_weights_and_settings(trained_run):
+    args = [f"--run_dir={trained_run}", "--labels_per_class=20,5", "--steps=300"]
+    first = (trained_run / "probes" / "labels20-module3-pool3-seed0.json").read_text()
+    proc = run_script("probe.py", *args, "--seeds=0,1")
+    assert proc.stdout.count("already probed") == 4, proc.stdout[-2000:]
+    assert "40/40" not in proc.stdout  # no encoding pass
+    assert (trained_run / "probes" / "labels20-module3-pool3-seed0.json").read_text() == first
+    # a new seed is fitted, the old one reused; other settings are fitted again
+    proc = run_script("probe.py", *args, "--seeds=0,2")
+    assert proc.stdout.count("already probed") == 2 and proc.stdout.count("test top-1") == 4
+    assert (trained_run / "probes" / "labels5-module3-pool3-seed2.json").exists()
+    proc = run_script("probe.py", f"--run_dir={trained_run}", "--labels_per_class=5",
+                      "--steps=200")
+    assert "already probed" not in proc.stdout
+    assert json.loads((trained_run / "probes" / "labels5-module3-pool3-seed0.json")
+                      .read_text())["steps"] == 200
 
 
 def test_rerun_resumes_instead_of_restarting(trained_run):

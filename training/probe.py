@@ -16,7 +16,9 @@ def show(results):
     for r in results:
         print(f"{r['model']} ({r['source']}), module {r['module']}, pooled to "
               f"{r['pool_to']}x{r['pool_to']}, {r['train_examples']} labels: test top-1 "
-              f"{r['test_accuracy']:.4f} on {r['test_examples']} images  [{r['path']}]")
+              f"{r['test_accuracy']:.4f} on {r['test_examples']} images  [{r['path']}]"
+              + ("  (already probed with these weights and settings; --redo fits again)"
+                 if r.get("reused") else ""))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ are computed once and shared by every budget.
 """
 
 import dataclasses
+import json
 from pathlib import Path
 
 import keras
@@ -14,7 +15,7 @@ import numpy as np
 from gim_zoo import registry
 from gim_zoo.data import image_pipeline, load_split
 from gim_zoo.models.probe import balanced_subset, encode, probe_from_features
-from gim_zoo.files import atomic_write_json
+from gim_zoo.files import atomic_write_json, sha256_of
 from experiments.run_directory import RunDirectory
 from experiments.pretraining import TrainConfig
 
@@ -35,6 +36,7 @@ class ProbeConfig:
     data_dir: str = ""
     out_dir: str = ""
     verbose: int = 1
+    redo: bool = False
 
     HELP = {
         "run_dir": "run directory written by training/train.py (its encoder is probed)",
@@ -51,11 +53,14 @@ class ProbeConfig:
         "seeds": "several probe seeds, comma-separated (e.g. 0,1,2), sharing one encoding "
                  "pass; overrides --seed (with --random_init the encoder is --seed's)",
         "out_dir": "where the result JSON goes (default: RUN_DIR/probes)",
+        "redo": "fit again even where a result of the same encoder weights and settings "
+                "exists (by default those are reported, not recomputed)",
     }
 
 
 def load_encoder(config):
-    """(encoder, spec, where results go) for a run directory or a random-init baseline."""
+    """(encoder, spec, where results go, what identifies the encoder's weights) for a run
+    directory or a random-init baseline."""
     if config.random_init:
         if not config.model:
             raise ValueError("--random_init needs --model (which encoder to build)")
@@ -63,7 +68,7 @@ def load_encoder(config):
         keras.utils.set_random_seed(config.seed)
         encoder = spec.build_encoder()
         out_dir = Path(config.out_dir or f"runs/random-init-{spec.name}-seed{config.seed}")
-        return encoder, spec, out_dir
+        return encoder, spec, out_dir, f"random-init {spec.name} seed {config.seed}"
     if not config.run_dir:
         raise ValueError("give --run_dir (a trained run) or --random_init --model=NAME")
     run = RunDirectory(config.run_dir)
@@ -76,7 +81,8 @@ def load_encoder(config):
             "and written its weights yet (re-run its train.py command to resume it)")
     encoder = spec.build_encoder(**train_config.encoder_overrides())
     encoder.load_weights(run.encoder_weights_path)
-    return encoder, spec, Path(config.out_dir or run.path / "probes")
+    return (encoder, spec, Path(config.out_dir or run.path / "probes"),
+            f"sha256:{sha256_of(run.encoder_weights_path)}")
 
 
 def parse_budgets(text):
@@ -102,42 +108,69 @@ def parse_seeds(text):
     return seeds
 
 
+def earlier_result(path, wanted):
+    """The result JSON at `path` if it was computed with exactly the `wanted` encoder and
+    settings (a deep encoder's encoding pass takes many minutes); else None."""
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return result if all(result.get(k) == v for k, v in wanted.items()) else None
+
+
 def probe(config):
-    """Fit and evaluate the linear probe for every budget; writes one JSON per budget and
-    returns the list of result dicts."""
+    """Fit and evaluate the linear probe for every budget and seed not already probed with
+    the same encoder weights and settings; writes one JSON per budget and seed and returns
+    the list of result dicts (earlier ones marked `reused`)."""
     budgets = parse_budgets(config.labels_per_class)
     seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
-    encoder, spec, out_dir = load_encoder(config)
+    encoder, spec, out_dir, encoder_id = load_encoder(config)
     pool_to = config.pool_to or spec.probe_pool_to
     module = config.module or encoder.num_modules
+    settings = {"encoder": encoder_id, "module": module, "pool_to": pool_to,
+                "steps": config.steps, "probe_batch_size": config.batch_size,
+                "learning_rate": config.learning_rate}
+
+    def path_of(seed, budget):
+        return out_dir / f"labels{budget or 'all'}-module{module}-pool{pool_to}-seed{seed}.json"
+
+    results, todo = [], []
+    for seed in seeds:
+        for budget in budgets:
+            earlier = None if config.redo else earlier_result(
+                path_of(seed, budget),
+                {**settings, "seed": seed, "labels_per_class": budget or "all"})
+            if earlier:
+                results.append({**earlier, "path": str(path_of(seed, budget)), "reused": True})
+            else:
+                todo.append((seed, budget))
+    if not todo:
+        return results
     train_images, train_labels = load_split(spec.dataset, "train", config.data_dir)
     test_images, test_labels = load_split(spec.dataset, "test", config.data_dir)
     # Each budget's examples are drawn from the full training split (the same ones as a
     # single-budget run); only their union is encoded.
-    subsets = {(s, b): balanced_subset(train_labels, b or None, s)
-               for s in seeds for b in budgets}
+    subsets = {(s, b): balanced_subset(train_labels, b or None, s) for s, b in todo}
     union = np.unique(np.concatenate(list(subsets.values())))
     train = encode(encoder, module, image_pipeline(train_images[union], train_labels[union],
                                                    spec.dataset, batch_size=256), pool_to,
                    config.verbose)
     test = encode(encoder, module, image_pipeline(test_images, test_labels, spec.dataset,
                                                   batch_size=256), pool_to, config.verbose)
-    results = []
     for seed, budget in subsets:
         keep = np.searchsorted(union, subsets[seed, budget])
         _, metrics = probe_from_features(
             encoder, module, pool_to, (train[0][keep], train[1][keep]), test,
             num_classes=spec.num_classes, steps=config.steps, batch_size=config.batch_size,
             learning_rate=config.learning_rate, seed=seed, verbose=config.verbose)
-        name = budget or "all"
         result = {
             "source": "random-init" if config.random_init else str(config.run_dir),
             "model": spec.name,
-            "labels_per_class": name,
+            "labels_per_class": budget or "all",
             "seed": seed,
+            **settings,
             **metrics,
         }
-        path = out_dir / f"labels{name}-module{module}-pool{pool_to}-seed{seed}.json"
-        atomic_write_json(path, result)
-        results.append({**result, "path": str(path)})
+        atomic_write_json(path_of(seed, budget), result)
+        results.append({**result, "path": str(path_of(seed, budget))})
     return results
