@@ -273,6 +273,56 @@ def test_packaging_refuses_a_run_that_trained_no_epoch(tmp_path, tiny_encoder):
     assert not (tmp_path / "x").exists() and not presets.MANIFEST_PATH.exists()
 
 
+def _write_probe(probes_dir, budget, seed, accuracy, pool_to=3):
+    probes_dir.mkdir(parents=True, exist_ok=True)
+    (probes_dir / f"labels{budget}-module3-pool{pool_to}-seed{seed}.json").write_text(
+        json.dumps({"labels_per_class": budget, "seed": seed, "module": 3, "pool_to": pool_to,
+                    "test_accuracy": accuracy, "train_examples": 600, "test_examples": 10000,
+                    "steps": 10}))
+
+
+def test_packaged_metrics_record_every_module_job_and_every_probe_seed(tmp_path, tiny_encoder):
+    """A module-at-a-time encoder is one job per module: its metrics.json and card give the
+    whole recipe (each job's command, all jobs' time), and probe seeds as mean ± std."""
+    from experiments import model_cards
+    from experiments.packaging import run_metrics
+    from gim_zoo.registry import get
+
+    m1 = _fake_run(tmp_path / "m1", tiny_encoder)
+    m2 = _fake_run(tmp_path / "m2", tiny_encoder)
+    config = json.loads((m2 / "config.json").read_text())
+    (m2 / "config.json").write_text(json.dumps({**config, "train_module": 2,
+                                                 "init_from": str(m1)}))
+    for seed, accuracy in enumerate((0.90, 0.91, 0.92)):
+        _write_probe(m2 / "probes", "all", seed, accuracy)
+        _write_probe(tmp_path / "random" / "probes", "all", seed, accuracy - 0.1)
+    _write_probe(m2 / "probes", "all", 0, 0.87, pool_to=1)
+    metrics = run_metrics(m2, pool_to=3, random_init_probes=tmp_path / "random" / "probes")
+
+    training = metrics["training"]
+    assert [job["command"] for job in training["jobs"]] == training["command"].split(" && ")
+    assert "--train_module=2" in training["jobs"][1]["command"]
+    assert f"--init_from={m1}" in training["jobs"][1]["command"]
+    assert "--train_module" not in training["jobs"][0]["command"]
+    assert training["train_seconds"] == 2.0  # both jobs
+    probe = metrics["linear_probe"]["all"]
+    assert probe["test_accuracy"] == pytest.approx(0.91)
+    assert probe["test_accuracy_std"] == pytest.approx(np.std([0.90, 0.91, 0.92]))
+    assert probe["probe_seeds"] == [0, 1, 2]
+    assert metrics["random_init_linear_probe"]["all"]["test_accuracy"] == pytest.approx(0.81)
+    assert metrics["global_pool_linear_probe"]["all"]["test_accuracy"] == 0.87
+
+    card = model_cards.render(get(NAME), metrics)
+    assert "91.00% ± 0.82 (3 probe seeds)" in card and "81.00% ± 0.82" in card
+    assert "global average pool |" in card and "| 100% labels | 87.00% |" in card
+    assert f"  2. `{training['jobs'][1]['command']}`" in card
+    assert "InfoNCE of each module, after its job" not in card  # the fakes recorded none
+
+    shutil.rmtree(m1)  # the run module 2 started from is gone: nothing to record
+    with pytest.raises(FileNotFoundError, match="m1.*is missing"):
+        run_metrics(m2, pool_to=3)
+
+
 @pytest.mark.slow
 def test_package_script_with_out_dir_writes_only_that_folder(tmp_path, tiny_encoder):
     run_dir = _fake_run(tmp_path / "run", tiny_encoder)

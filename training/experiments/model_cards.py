@@ -60,9 +60,24 @@ def _score_line(training):
         loss = training.get("test_loss")
         return (f"- its own softmax head, test top-1: {100 * training['test_accuracy']:.2f}%"
                 + (f" (cross-entropy {loss:.4f})" if loss is not None else ""))
+    if training.get("jobs"):  # module at a time: each module's loss after its own job
+        losses = {k: v for job in training["jobs"]
+                  for k, v in job.get("test_module_losses", {}).items()}
+        if losses:
+            return "- final test InfoNCE of each module, after its job: " + ", ".join(
+                f"{k.removeprefix('test_').removesuffix('_loss').replace('module', 'module ')}"
+                f" {v:.4f}" for k, v in sorted(losses.items()))
     if training.get("test_loss") is not None:
         return f"- final test InfoNCE (sum over module losses): {training['test_loss']:.4f}"
     return "- trained without labels; scored by the linear probe below"
+
+
+def _accuracy(probe):
+    """'88.80%', or with several probe seeds 'mean% ± std (n probe seeds)'."""
+    if "test_accuracy_std" in probe:
+        return (f"{100 * probe['test_accuracy']:.2f}% ± {100 * probe['test_accuracy_std']:.2f}"
+                f" ({len(probe['test_accuracies'])} probe seeds)")
+    return f"{100 * probe['test_accuracy']:.2f}%"
 
 
 def _test_images(probes):
@@ -93,13 +108,23 @@ def _grid(spec):
     return "one vector (global average, as the paper)" if k == 1 else f"a {k}x{k} grid"
 
 
+def _jobs_lines(jobs):
+    """A module-at-a-time recipe: one line per job (each a resumable command)."""
+    return ["- trained one job at a time, each starting from the previous job's weights:",
+            *[f"  {i}. `{job['command']}` ({job['epochs']} epochs, {job['train_seconds']} s)"
+              for i, job in enumerate(jobs, 1)]]
+
+
 def _training_section(spec, training, ticket=None):
     return [
         "## Training",
         "",
-        f"- command: `{training.get('command', spec.training_command())}`",
-        f"- seed: {training.get('seed')}, epochs{' per round' if ticket else ''}: "
-        f"{training.get('epochs')}, wall time{' of the round' if ticket else ''}: "
+        *(_jobs_lines(training["jobs"]) if training.get("jobs") else
+          [f"- command: `{training.get('command', spec.training_command())}`"]),
+        f"- seed: {training.get('seed')}, epochs{' per round' if ticket else ''}"
+        f"{' (last job)' if training.get('jobs') else ''}: "
+        f"{training.get('epochs')}, wall time{' of the round' if ticket else ''}"
+        f"{' (all jobs)' if training.get('jobs') else ''}: "
         f"{training.get('train_seconds')} s on 2 CPU cores",
         _score_line(training),
         *([f"- note: {training['note']}"] if training.get("note") else []),
@@ -238,10 +263,15 @@ def render_images(spec, metrics):
              + (" random-init encoder, same probe |" if baseline else ""),
              "|---|---:|" + ("---:|" if baseline else "")]
     for budget, probe in sorted(probes.items()):
-        table.append(f"| {_budget_name(budget)} | "
-                     f"{100 * probe['test_accuracy']:.2f}% |"
-                     + (f" {100 * baseline[budget]['test_accuracy']:.2f}% |"
+        table.append(f"| {_budget_name(budget)} | {_accuracy(probe)} |"
+                     + (f" {_accuracy(baseline[budget])} |"
                         if budget in baseline else (" - |" if baseline else "")))
+    global_pool = metrics.get("global_pool_linear_probe", {})
+    if global_pool:
+        table += ["", "The paper's probe input, the grid averaged to one vector:", "",
+                  "| labels | linear-probe top-1 (test), global average pool |", "|---|---:|",
+                  *[f"| {_budget_name(b)} | {_accuracy(p)} |"
+                    for b, p in sorted(global_pool.items())]]
     training = metrics.get("training", {})
     ticket = metrics.get("ticket")
     return "\n".join([

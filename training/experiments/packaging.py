@@ -29,17 +29,31 @@ def non_default_flags(config):
             if f.name not in given and getattr(config, f.name) != getattr(defaults, f.name)}
 
 
-def read_probes(probes_dir, seed=0, module=3, pool_to=1):
-    """{budget: probe result} of the probe JSON files probe.py wrote in `probes_dir`."""
-    probes = {}
-    for path in sorted(Path(probes_dir).glob(f"*-seed{seed}.json")):
+def read_probes(probes_dir, module=3, pool_to=1):
+    """{budget: probe result} of the probe JSON files probe.py wrote in `probes_dir`, over
+    every probe seed there: the mean accuracy and, with several seeds, each seed's and the
+    standard deviation (as report.py --deep prints them)."""
+    import numpy as np
+
+    by_budget = {}
+    for path in sorted(Path(probes_dir).glob("*-seed*.json")):
         probe = json.loads(path.read_text())
         if "labels_per_class" not in probe:  # an audio probe (probe_audio.py)
             continue
         if probe["module"] == module and probe.get("pool_to", 1) == pool_to:
-            probes[str(probe["labels_per_class"])] = {
-                k: probe[k] for k in ("test_accuracy", "train_examples", "test_examples",
-                                      "module", "pool_to", "steps")}
+            by_budget.setdefault(str(probe["labels_per_class"]), []).append(probe)
+    probes = {}
+    for budget, seeds in by_budget.items():
+        seeds.sort(key=lambda p: p.get("seed", 0))
+        accuracies = [p["test_accuracy"] for p in seeds]
+        probes[budget] = {k: seeds[0][k] for k in ("train_examples", "test_examples",
+                                                   "module", "pool_to", "steps")}
+        probes[budget]["test_accuracy"] = float(np.mean(accuracies))
+        if len(seeds) > 1:
+            probes[budget].update(
+                probe_seeds=[p.get("seed", 0) for p in seeds],
+                test_accuracies=accuracies,
+                test_accuracy_std=float(np.std(accuracies)))
     return probes
 
 
@@ -53,37 +67,75 @@ def check_trained(run_dir, trained):
                          "initialisation; train it (train.py --epochs=N, N >= 1) first")
 
 
-def run_metrics(run_dir, seed=0, module=None, pool_to=1, note="", random_init_probes=None):
-    """metrics.json for a zoo folder, assembled from the run's own files.
+def training_jobs(run_dir):
+    """[(run_dir, TrainConfig, metrics)] of every job behind `run_dir`'s weights, first job
+    first: the run itself and, through each --init_from, the runs it started from (module
+    k of a module-at-a-time encoder starts from module k-1's run). Each must be complete."""
+    jobs, seen = [], set()
+    while run_dir:
+        key = Path(run_dir).resolve()
+        if key in seen:
+            raise ValueError(f"{run_dir}: the --init_from chain of runs loops")
+        seen.add(key)
+        run = RunDirectory(run_dir)
+        if not run.config_path.exists():
+            raise FileNotFoundError(
+                f"{run_dir} (a run the packaged weights started from) is missing: its "
+                "command and training time cannot be recorded")
+        config = TrainConfig(**run.read_config())
+        trained = run.read_metrics()
+        check_trained(run_dir, trained)
+        jobs.append((str(run_dir), config, trained))
+        run_dir = config.init_from
+    return jobs[::-1]
+
+
+def job_record(config, trained):
+    """One training job as metrics.json records it."""
+    return {
+        "command": registry.get(config.model).training_command(
+            config.seed, config.out_dir, **non_default_flags(config)),
+        "epochs": trained["epochs_completed"],
+        "train_seconds": trained["train_seconds"],
+        "test_loss": trained.get("test_loss"),
+        "test_module_losses": {k: v for k, v in trained.items()
+                               if k.startswith("test_module")},
+    }
+
+
+def run_metrics(run_dir, module=None, pool_to=1, note="", random_init_probes=None):
+    """metrics.json for a zoo folder, assembled from the run's own files (and those of the
+    runs it started from: a module-at-a-time encoder is one job per module).
 
     random_init_probes: the probes folder of the random-init baseline (probe.py
     --random_init), whose scores with the same probe are recorded next to the model's:
     a probe on a 3x3 grid is strong even on random features, so the gap is what counts."""
-    run = RunDirectory(run_dir)
-    config = TrainConfig(**run.read_config())
-    trained = run.read_metrics()
-    check_trained(run_dir, trained)
-    probes = read_probes(Path(run_dir) / "probes", seed, module or 3, pool_to)
-    baseline = (read_probes(random_init_probes, seed, module or 3, pool_to)
+    jobs = training_jobs(run_dir)
+    _, config, trained = jobs[-1]
+    records = [job_record(c, t) for _, c, t in jobs]
+    probes = read_probes(Path(run_dir) / "probes", module or 3, pool_to)
+    baseline = (read_probes(random_init_probes, module or 3, pool_to)
                 if random_init_probes else {})
+    training = {
+        **records[-1],
+        "seed": config.seed,
+        "train_examples": trained["train_examples"],
+        "test_accuracy": trained.get("test_accuracy"),
+        "hardware": "2 CPU cores, no GPU",
+        "note": note,
+    }
+    if len(records) > 1:  # the whole recipe, and its total time
+        training.update(command=" && ".join(r["command"] for r in records),
+                        train_seconds=sum(r["train_seconds"] for r in records),
+                        jobs=records)
+    # the paper's global pooling too, where the run was probed that way
+    global_pool = read_probes(Path(run_dir) / "probes", module or 3, 1) if pool_to != 1 else {}
     return {
         "model": config.model,
-        "training": {
-            "command": registry.get(config.model).training_command(
-                config.seed, config.out_dir, **non_default_flags(config)),
-            "seed": config.seed,
-            "epochs": trained["epochs_completed"],
-            "train_seconds": trained["train_seconds"],
-            "train_examples": trained["train_examples"],
-            "test_loss": trained.get("test_loss"),
-            "test_accuracy": trained.get("test_accuracy"),
-            "test_module_losses": {k: v for k, v in trained.items()
-                                   if k.startswith("test_module")},
-            "hardware": "2 CPU cores, no GPU",
-            "note": note,
-        },
+        "training": training,
         "linear_probe": probes,
         **({"random_init_linear_probe": baseline} if baseline else {}),
+        **({"global_pool_linear_probe": global_pool} if global_pool else {}),
         "probe_command": "python training/probe.py --run_dir=RUN --labels_per_class=60,600,0 "
                          f"--pool_to={pool_to} (0 = all labels)",
         "packaged": datetime.date.today().isoformat(),
@@ -104,7 +156,7 @@ def read_audio_probes(probes_dir, seed=0):
 def audio_run_metrics(run_dir, seed=0, spec=None, note="", random_init_probes=None):
     """metrics.json of an audio model: training record plus phone / speaker probes (the
     run's probes/ folder, and the random-init encoder's for comparison)."""
-    metrics = run_metrics(run_dir, seed, note=note)
+    metrics = run_metrics(run_dir, note=note)
     metrics["training"]["dataset_note"] = (
         "synthetic speech: the espeak-ng corpus of training/make_speech_corpus.py")
     metrics["linear_probe"] = read_audio_probes(Path(run_dir) / "probes", seed)
@@ -118,7 +170,7 @@ def audio_run_metrics(run_dir, seed=0, spec=None, note="", random_init_probes=No
 
 def image_run_metrics(run_dir, seed, spec, note="", random_init_probes=None):
     """metrics.json of an image model: training record plus probes at its probe pooling."""
-    return run_metrics(run_dir, seed, pool_to=spec.probe_pool_to, note=note,
+    return run_metrics(run_dir, pool_to=spec.probe_pool_to, note=note,
                        random_init_probes=random_init_probes)
 
 
