@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gim_zoo.data import DatasetNotFoundError
-from gim_zoo.data.speech_corpus import (crops_dataset, frame_labels, load_split, make_corpus,
+from gim_zoo.data.speech_corpus import (crops_dataset, frame_labels, make_corpus, read_split,
                                         read_manifest, split_utterances)
 
 pytestmark = pytest.mark.skipif(
@@ -43,7 +43,7 @@ def test_segments_cover_the_audio_and_silence_is_quiet(corpus):
     manifest = read_manifest(corpus)
     assert manifest["synthetic"] and manifest["sample_rate"] == 16000
     silence = manifest["phones"].index("sil")
-    audio, _, _ = load_split(corpus, "train")
+    audio, _, _ = read_split(corpus, "train")
     quiet, loud = [], []
     for utt, wave in zip(split_utterances(manifest, "train"), audio):
         segments = utt["segments"]
@@ -64,7 +64,7 @@ def test_splits_and_crops(corpus):
     assert len(train) == 12 and len(test) == 3
     assert {u["id"] for u in train}.isdisjoint(u["id"] for u in test)
     assert sorted({u["speaker"] for u in test}) == [0, 1, 2]
-    audio, speakers, labels = load_split(corpus, "test")
+    audio, speakers, labels = read_split(corpus, "test")
     batch = next(iter(crops_dataset(audio, speakers, labels, 8000, batch_size=3,
                                     training=True)))
     wave, speaker, phones = (t.numpy() for t in batch)

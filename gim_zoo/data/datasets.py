@@ -21,9 +21,9 @@ def load_speech(dataset, split, data_dir=None, alignment_file=None, max_utteranc
     max_utterances: the corpus: the first N of the split; LibriSpeech: read only the
     first N utterances of train-clean-100 (held in memory), then split them."""
     if dataset == "espeak_speech":
-        from gim_zoo.data.speech_corpus import DEFAULT_DIR, load_split as corpus_split
+        from gim_zoo.data.speech_corpus import DEFAULT_DIR, read_split
 
-        audio, speakers, labels = corpus_split(data_dir or DEFAULT_DIR, split)
+        audio, speakers, labels = read_split(data_dir or DEFAULT_DIR, split)
         if max_utterances:
             audio, speakers, labels = (audio[:max_utterances], speakers[:max_utterances],
                                        labels[:max_utterances])

@@ -8,7 +8,7 @@ GIM papers used (`converted_aligned_phones.txt`): one line per utterance,
     103-1240-0000 0 0 0 12 12 12 12 31 31 ...
 
 the utterance id and then one integer phone class per 10 ms frame (160 samples at
-16 kHz). The result has the same shape as the speech corpus's `load_split` (waveforms in
+16 kHz). The result has the same shape as the speech corpus's `read_split` (waveforms in
 [-1, 1], speaker indices, per-frame labels with -1 where nothing is aligned), so
 `crops_dataset`, training and the probes take either.
 """

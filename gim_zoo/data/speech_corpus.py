@@ -202,7 +202,7 @@ def split_utterances(manifest, split, test_fraction=0.2):
     return chosen
 
 
-def load_split(corpus_dir, split, hop=FRAME_HOP):
+def read_split(corpus_dir, split, hop=FRAME_HOP):
     """(list of float32 waveforms in [-1, 1], speaker ids, per-frame phone labels) of a
     split, decoded with tf.audio.decode_wav."""
     import tensorflow as tf
@@ -272,8 +272,8 @@ def phone_targets(wave, speaker, phones):
 def first_crops(corpus_dir, split, crop_samples, count=None):
     """(count, crop_samples) float32: the first crop of each utterance, zero-padded; the
     representative waveforms of int8 export."""
-    audio, _, _ = load_split(corpus_dir, split)
+    audio, _, _ = read_split(corpus_dir, split)
     crops = np.zeros((len(audio[:count]), crop_samples), np.float32)
-    for row, wave in zip(crops, audio):
-        row[: min(len(wave), crop_samples)] = wave[:crop_samples]
+    for row, waveform in zip(crops, audio):
+        row[: min(len(waveform), crop_samples)] = waveform[:crop_samples]
     return crops

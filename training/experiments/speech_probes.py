@@ -140,7 +140,7 @@ def _encoder(config):
     """(encoder, source name, output folder), through the image probe's run loader."""
     from experiments.image_probes import ProbeConfig, load_encoder
 
-    encoder, spec, out_dir = load_encoder(ProbeConfig(
+    encoder, spec, out_dir, _ = load_encoder(ProbeConfig(
         run_dir=config.run_dir, model=config.model, random_init=not config.run_dir,
         seed=config.seed, out_dir=config.out_dir))
     if spec.modality is not AUDIO:
