@@ -42,6 +42,12 @@ def completed_rounds(run_dir):
     return done
 
 
+def read_round_metrics(run_dir):
+    """Every finished round's metrics (rounds/roundNN.json), round 0 first."""
+    return [json.loads(round_metrics_path(run_dir, r).read_text())
+            for r in range(completed_rounds(run_dir))]
+
+
 def read_round_masks(masks, run_dir, r):
     """Round r's masks of a ticket run, for the kernels of `masks` (not yet assigned)."""
     path = masks_path(run_dir, r)

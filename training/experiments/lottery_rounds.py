@@ -14,7 +14,6 @@ linear probe). Every round's trained weights are kept, so a ticket can be export
 """
 
 import dataclasses
-import json
 import time
 
 import keras
@@ -26,8 +25,8 @@ from gim_zoo.files import atomic_save_weights, atomic_write_json
 from gim_zoo.lottery import LAYERWISE_RATES, NETWORKS, PruneWithRewind, PruningMasks
 from gim_zoo.lottery.networks import build_network
 from gim_zoo.lottery.tickets import (completed_rounds, masks_path, read_round_masks,
-                                     rewind_point_path, round_metrics_path,
-                                     trained_weights_path)
+                                     read_round_metrics, rewind_point_path,
+                                     round_metrics_path, trained_weights_path)
 from gim_zoo.models.probe import balanced_subset, fit_linear_probe
 from experiments.run_directory import RunDirectory
 
@@ -241,8 +240,7 @@ def run_imp(config):
         if not config.control:
             masks.save(masks_path(run.path, r + 1))
         atomic_write_json(round_metrics_path(run.path, r), trained.metrics)
-    rounds = [json.loads(round_metrics_path(run.path, r).read_text())
-              for r in range(config.rounds)]
+    rounds = read_round_metrics(run.path)
     run.update_metrics(rounds=rounds, status="complete")
     return rounds
 

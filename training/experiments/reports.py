@@ -139,8 +139,11 @@ def plot_budgets(rows, out_path):
 
 
 def read_rounds(run_dir):
-    """Per-round metrics of an IMP run directory (training/lottery.py)."""
-    return [json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("rounds/round*.json"))]
+    """Per-round metrics of an IMP run directory (training/lottery.py), read where the
+    ticket-run layout says (imported here: it loads Keras, which other tables need not)."""
+    from gim_zoo.lottery.tickets import read_round_metrics
+
+    return read_round_metrics(run_dir)
 
 
 def ticket_curves(runs):
