@@ -50,7 +50,7 @@ def test_final_eval_is_limited_and_a_finished_run_is_not_redone(tmp_path, monkey
     from experiments.pretraining import TrainConfig, train
 
     config = TrainConfig(
-        model="gim-fmnist-resnet", out_dir=str(tmp_path / "run"), epochs=1, batch_size=32,
+        model="gim-fmnist-resnet", out_dir=str(tmp_path / "run"), epochs=2, batch_size=32,
         max_examples=64, eval_examples=32, final_eval_examples=40, verbose=0,
         stem_width=TINY_ENCODER["stem_width"],
         widths=",".join(map(str, TINY_ENCODER["widths"])),
@@ -65,10 +65,16 @@ def test_final_eval_is_limited_and_a_finished_run_is_not_redone(tmp_path, monkey
     monkeypatch.setattr(keras.Model, "evaluate", counting_evaluate)
     metrics = train(config)
     # fit's per-epoch validation (--eval_examples), then the final evaluation
-    assert metrics["status"] == "complete" and evaluated == [32, 40]
+    assert metrics["status"] == "complete" and evaluated == [32, 32, 40]
 
     again = train(config)  # the same command: nothing trained or evaluated
-    assert evaluated == [32, 40]
+    assert evaluated == [32, 32, 40]
     assert again == json.loads((tmp_path / "run" / "metrics.json").read_text())
     err = capsys.readouterr().err
     assert "already complete" in err and "metrics.json" in err
+    # a finished run kept without its backup (the compact form committed to git): still
+    # complete, not "backup missing"
+    import shutil
+
+    shutil.rmtree(tmp_path / "run" / "backup")
+    assert train(config) == again and evaluated == [32, 32, 40]

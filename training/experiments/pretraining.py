@@ -158,10 +158,10 @@ def train(config):
     with run.lock() if chief else contextlib.nullcontext():
         run.prepare(dataclasses.asdict(config), defaults=dataclasses.asdict(TrainConfig()),
                     write=chief)
-        run.check_backup()  # a damaged backup is refused, never resumed
         finished = _already_complete(run, config)
-        if finished is not None:  # nothing to train or evaluate again
-            return finished
+        if finished is not None:  # nothing to train or evaluate again (nor to resume: a
+            return finished       # finished run needs no backup, e.g. one kept in git)
+        run.check_backup()  # a damaged backup is refused, never resumed
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():  # the model, its optimizer and metrics are built under it
             return TRAIN_BY_MODALITY[spec.modality.name](config, spec, run)
