@@ -74,11 +74,11 @@ def balanced_subset(labels, per_class, seed=0):
 def encode(encoder, module, batches, pool_to=1, verbose=0):
     """(N, k*k*C) pooled features of module `module` and the labels, from (image, label)
     batches; verbose: a Keras progress bar (a pass over 70,000 images through a deep
-    encoder takes minutes on a CPU)."""
+    encoder takes minutes on a CPU), 1 updated every batch, 2 one line per pass (logs)."""
     extractor = encoder.feature_model(module, pool_to=pool_to)
     total = int(batches.cardinality()) if hasattr(batches, "cardinality") else -1
-    bar = keras.utils.Progbar(total if total > 0 else None, unit_name="batch") \
-        if verbose else None
+    bar = (keras.utils.Progbar(total if total > 0 else None, unit_name="batch",
+                               verbose=verbose) if verbose else None)
     features, labels = [], []
     for images, y in batches:
         features.append(np.asarray(extractor(images, training=False)))
