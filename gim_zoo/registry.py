@@ -98,6 +98,9 @@ class ModelSpec:
     # --network=ticket_of) and the lth_results.sh experiment that produces the run.
     ticket_of: str = None
     ticket_experiment: str = None
+    # Trained one module at a time: module k is a job of its own (--train_module=k,
+    # --init_from=module k-1's run) of `epochs` epochs, so each job fits a few hours.
+    module_at_a_time: bool = False
 
     def training_command(self, seed=0, out_dir=None, **flags):
         """The command that trains this model: train.py with --model, --seed, --out_dir
@@ -110,6 +113,13 @@ class ModelSpec:
             return (f"SEED={seed} EXPERIMENTS={self.ticket_experiment} bash "
                     f"training/lth_results.sh && python export/package.py --model={self.name} "
                     f"--ticket_dir={run}")
+        if self.module_at_a_time and "train_module" not in flags:  # the whole recipe
+            runs = [f"{out_dir or f'runs/{self.name}'}-m{k}-seed{seed}"
+                    for k in range(1, len(self.encoder["blocks"]) + 1)]
+            return " && ".join(
+                self.training_command(seed, run, train_module=k, **(
+                    {"init_from": runs[k - 2]} if k > 1 else {}), **flags)
+                for k, run in enumerate(runs, 1))
         out_dir = f"runs/{self.name}-seed{seed}" if out_dir is None else out_dir
         return (f"python training/train.py --model={self.name} --seed={seed} "
                 f"--out_dir={out_dir}" + "".join(f" --{k}={v}" for k, v in flags.items()))
@@ -167,11 +177,12 @@ _SPECS = [
               ticket_experiment="resnet"),
     ModelSpec("gim-fmnist-resnet-deep", "gim", "fashion_mnist", FASHION_MNIST_DEEP_ENCODER,
               "Greedy InfoMax, 3 gradient-isolated modules of 3 pre-activation ResNet "
-              "blocks each, trained one module at a time, Fashion-MNIST.", epochs=12),
+              "blocks each, trained one module at a time, Fashion-MNIST.", epochs=12,
+              module_at_a_time=True),
     ModelSpec("loco-fmnist-resnet-deep", "loco", "fashion_mnist", FASHION_MNIST_DEEP_ENCODER,
               "Greedy InfoMax with LoCo's overlapping modules: each module's InfoNCE loss "
               "also trains the first block of the next module; 3 modules of 3 blocks, "
-              "Fashion-MNIST.", epochs=12),
+              "Fashion-MNIST.", epochs=12, module_at_a_time=True),
     ModelSpec("cpc-fmnist-resnet-deep", "cpc", "fashion_mnist", FASHION_MNIST_DEEP_ENCODER,
               "End-to-end CPC baseline for the 3-block-module encoder: one InfoNCE loss on "
               "top with a row-causal autoregressor, Fashion-MNIST.", epochs=12),

@@ -116,6 +116,12 @@ def test_list_and_info():
     details = gim_zoo.info("gim-stl10-resnet")
     assert details["encoder"]["blocks"] == (3, 4, 6) and "training/train.py" in \
         details["training"]["command"]
+    # a module-at-a-time recipe is one job per module, each from the previous one's run
+    jobs = gim_zoo.info("gim-fmnist-resnet-deep")["training"]["command"].split(" && ")
+    assert [j.split("--train_module=")[1].split()[0] for j in jobs] == ["1", "2", "3"]
+    assert "--init_from" not in jobs[0]
+    assert jobs[2].endswith("--init_from=runs/gim-fmnist-resnet-deep-m2-seed0")
+    assert "--out_dir=runs/gim-fmnist-resnet-deep-m2-seed0 " in jobs[1]
 
 
 # --- issue 16: what a folder holds, paths it lists, the package manifest -----------------
