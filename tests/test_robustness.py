@@ -286,6 +286,7 @@ def test_packaged_metrics_record_every_module_job_and_every_probe_seed(tmp_path,
     whole recipe (each job's command, all jobs' time), and probe seeds as mean ± std."""
     from experiments import model_cards
     from experiments.packaging import run_metrics
+    from gim_zoo.files import sha256_of
     from gim_zoo.registry import get
 
     m1 = _fake_run(tmp_path / "m1", tiny_encoder)
@@ -297,6 +298,12 @@ def test_packaged_metrics_record_every_module_job_and_every_probe_seed(tmp_path,
         _write_probe(m2 / "probes", "all", seed, accuracy)
         _write_probe(tmp_path / "random" / "probes", "all", seed, accuracy - 0.1)
     _write_probe(m2 / "probes", "all", 0, 0.87, pool_to=1)
+    _write_probe(m2 / "probes", "600", 0, 0.5)  # of other weights: left out
+    stale = m2 / "probes" / "labels600-module3-pool3-seed0.json"
+    stale.write_text(json.dumps({**json.loads(stale.read_text()), "encoder": "sha256:0"}))
+    current = m2 / "probes" / "labelsall-module3-pool3-seed2.json"  # of these weights: kept
+    current.write_text(json.dumps({**json.loads(current.read_text()), "encoder": "sha256:"
+                                   + sha256_of(m2 / "encoder.weights.h5")}))
     metrics = run_metrics(m2, pool_to=3, random_init_probes=tmp_path / "random" / "probes")
 
     training = metrics["training"]
@@ -311,6 +318,7 @@ def test_packaged_metrics_record_every_module_job_and_every_probe_seed(tmp_path,
     assert probe["probe_seeds"] == [0, 1, 2]
     assert metrics["random_init_linear_probe"]["all"]["test_accuracy"] == pytest.approx(0.81)
     assert metrics["global_pool_linear_probe"]["all"]["test_accuracy"] == 0.87
+    assert "600" not in metrics["linear_probe"]
 
     card = model_cards.render(get(NAME), metrics)
     assert "91.00% ± 0.82 (3 probe seeds)" in card and "81.00% ± 0.82" in card

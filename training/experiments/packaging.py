@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gim_zoo import presets, registry
 from gim_zoo.exporting import export_tflite
-from gim_zoo.files import atomic_write_text
+from gim_zoo.files import atomic_write_text, sha256_of
 from gim_zoo.presets import load_weights_checked, write_model_folder
 from experiments.run_directory import RunDirectory
 from experiments import model_cards
@@ -29,16 +29,21 @@ def non_default_flags(config):
             if f.name not in given and getattr(config, f.name) != getattr(defaults, f.name)}
 
 
-def read_probes(probes_dir, module=3, pool_to=1):
+def read_probes(probes_dir, module=3, pool_to=1, weights=None):
     """{budget: probe result} of the probe JSON files probe.py wrote in `probes_dir`, over
     every probe seed there: the mean accuracy and, with several seeds, each seed's and the
-    standard deviation (as report.py --deep prints them)."""
+    standard deviation (as report.py --deep prints them). weights: the encoder weights
+    file; a probe that recorded other weights (e.g. before the run trained further) is
+    left out."""
     import numpy as np
 
+    encoder = f"sha256:{sha256_of(weights)}" if weights else None
     by_budget = {}
     for path in sorted(Path(probes_dir).glob("*-seed*.json")):
         probe = json.loads(path.read_text())
         if "labels_per_class" not in probe:  # an audio probe (probe_audio.py)
+            continue
+        if encoder and probe.get("encoder", encoder) != encoder:
             continue
         if probe["module"] == module and probe.get("pool_to", 1) == pool_to:
             by_budget.setdefault(str(probe["labels_per_class"]), []).append(probe)
@@ -113,7 +118,8 @@ def run_metrics(run_dir, module=None, pool_to=1, note="", random_init_probes=Non
     jobs = training_jobs(run_dir)
     _, config, trained = jobs[-1]
     records = [job_record(c, t) for _, c, t in jobs]
-    probes = read_probes(Path(run_dir) / "probes", module or 3, pool_to)
+    weights = RunDirectory(run_dir).encoder_weights_path
+    probes = read_probes(Path(run_dir) / "probes", module or 3, pool_to, weights)
     baseline = (read_probes(random_init_probes, module or 3, pool_to)
                 if random_init_probes else {})
     training = {
@@ -129,7 +135,8 @@ def run_metrics(run_dir, module=None, pool_to=1, note="", random_init_probes=Non
                         train_seconds=sum(r["train_seconds"] for r in records),
                         jobs=records)
     # the paper's global pooling too, where the run was probed that way
-    global_pool = read_probes(Path(run_dir) / "probes", module or 3, 1) if pool_to != 1 else {}
+    global_pool = (read_probes(Path(run_dir) / "probes", module or 3, 1, weights)
+                   if pool_to != 1 else {})
     return {
         "model": config.model,
         "training": training,
