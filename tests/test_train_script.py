@@ -70,21 +70,26 @@ def test_probe_on_a_small_label_budget(trained_run):
 
 
 def test_probe_rerun_reuses_results_of_the_same_weights_and_settings(trained_run):
-    args = [f"--run_dir={trained_run}", "--labels_per_class=20,5", "--steps=300"]
+    from experiments.image_probes import ProbeConfig, probe  # in-process: no TF start-up
+
+    config = dict(run_dir=str(trained_run), labels_per_class="20,5", steps=300, verbose=0)
     first = (trained_run / "probes" / "labels20-module3-pool3-seed0.json").read_text()
-    proc = run_script("probe.py", *args, "--seeds=0,1")
-    assert proc.stdout.count("already probed") == 4, proc.stdout[-2000:]
-    assert "40/40" not in proc.stdout  # no encoding pass
+    results = probe(ProbeConfig(**config, seeds="0,1"))
+    assert [r.get("reused") for r in results] == [True] * 4  # no encoding, no fit
     assert (trained_run / "probes" / "labels20-module3-pool3-seed0.json").read_text() == first
     # a new seed is fitted, the old one reused; other settings are fitted again
-    proc = run_script("probe.py", *args, "--seeds=0,2")
-    assert proc.stdout.count("already probed") == 2 and proc.stdout.count("test top-1") == 4
+    results = probe(ProbeConfig(**config, seeds="0,2"))
+    assert sorted((r["seed"], bool(r.get("reused"))) for r in results) == [
+        (0, True), (0, True), (2, False), (2, False)]
     assert (trained_run / "probes" / "labels5-module3-pool3-seed2.json").exists()
-    proc = run_script("probe.py", f"--run_dir={trained_run}", "--labels_per_class=5",
-                      "--steps=200")
-    assert "already probed" not in proc.stdout
+    [result] = probe(ProbeConfig(run_dir=str(trained_run), labels_per_class="5", steps=200,
+                                 verbose=0))
+    assert not result.get("reused") and result["steps"] == 200
     assert json.loads((trained_run / "probes" / "labels5-module3-pool3-seed0.json")
                       .read_text())["steps"] == 200
+    [again] = probe(ProbeConfig(run_dir=str(trained_run), labels_per_class="5", steps=200,
+                                verbose=0, redo=True))
+    assert not again.get("reused")
 
 
 def test_rerun_resumes_instead_of_restarting(trained_run):
