@@ -106,15 +106,16 @@ class ModelSpec:
         """The command that trains this model: train.py with --model, --seed, --out_dir
         (default runs/NAME-seedSEED) and any other `flags` (a run's non-default settings,
         in order). The one builder: `info`, the not-published error and packaged
-        metrics.json all use it. A lottery ticket is made by lth_results.sh and
+        metrics.json all use it. A module-at-a-time model without out_dir and flags gives
+        its whole recipe, one command per module job; a run's own command is just that. A lottery ticket is made by lth_results.sh and
         package.py instead (out_dir and flags do not apply)."""
         if self.ticket_of:
             run = f"runs/lth/{self.ticket_experiment}-ticket-seed{seed}"
             return (f"SEED={seed} EXPERIMENTS={self.ticket_experiment} bash "
                     f"training/lth_results.sh && python export/package.py --model={self.name} "
                     f"--ticket_dir={run}")
-        if self.module_at_a_time and "train_module" not in flags:  # the whole recipe
-            runs = [f"{out_dir or f'runs/{self.name}'}-m{k}-seed{seed}"
+        if self.module_at_a_time and out_dir is None and not flags:  # the whole recipe
+            runs = [f"runs/{self.name}-m{k}-seed{seed}"
                     for k in range(1, len(self.encoder["blocks"]) + 1)]
             return " && ".join(
                 self.training_command(seed, run, train_module=k, **(
