@@ -185,11 +185,11 @@ def test_backup_must_agree_with_history(tmp_path):
 
 
 @pytest.mark.slow
-def test_damaged_backups_are_refused_by_train_py(tmp_path):
-    from tests.training_procs import run
+def test_damaged_backups_are_refused_by_train_py(tmp_path, tmp_path_factory):
+    from tests.training_procs import cached_run, run
 
-    done = tmp_path / "done"
-    run(done, "--epochs=2")
+    # the uninterrupted 3-epoch run that test_faults and test_distributed share
+    done = cached_run(tmp_path_factory, "single", "--epochs=3")
     deleted, flipped = tmp_path / "deleted", tmp_path / "flipped"
     shutil.copytree(done, deleted)
     shutil.copytree(done, flipped)
@@ -199,8 +199,8 @@ def test_damaged_backups_are_refused_by_train_py(tmp_path):
     (flipped / "backup" / "latest.weights.h5").write_bytes(bytes(data))
     # training further needs the backup (a finished run without one is still complete,
     # see test_final_eval_is_limited_and_a_finished_run_is_not_redone)
-    for run_dir, flags, why in ((deleted, ["--epochs=3"], "is missing"),
-                                (flipped, ["--epochs=3"], "sha256")):
+    for run_dir, flags, why in ((deleted, ["--epochs=4"], "is missing"),
+                                (flipped, ["--epochs=4"], "sha256")):
         metrics = (run_dir / "metrics.json").read_bytes()
         proc = run(run_dir, *flags, check=False)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
