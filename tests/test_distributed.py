@@ -108,10 +108,12 @@ def test_two_loopback_workers_match_mirrored_and_one_device(tmp_path_factory):
     workers = cached_run(tmp_path_factory, "multi-worker", *EPOCHS, cluster=True)
     _assert_close_to_one_device(single, workers)
     # Same arithmetic as mirrored (2 replicas of 16, same seeds, same negatives): only the
-    # order of float32 additions in the all-reduce may differ. 1e-5 absolute on weights of
-    # magnitude ~0.1-1 after 24 Adam steps (measured: ~6e-8).
+    # order of float32 additions (all-reduce, threaded kernels) may differ, and Adam
+    # amplifies that for weights whose gradients are near zero. Measured after 24 steps:
+    # ~6e-8 on some machines, 1.3e-5 (one weight) on an AVX-512 machine; one device
+    # against 2 replicas (another stochastic draw) differs by 1.5e-2. 1e-4 sits between.
     assert max_abs_difference(weights(mirrored / "model.weights.h5"),
-                              weights(workers / "model.weights.h5")) < 1e-5
+                              weights(workers / "model.weights.h5")) < 1e-4
     logs_m, test_m = final_logs(mirrored)
     logs_w, test_w = final_logs(workers)
     for key in logs_m:

@@ -32,7 +32,8 @@ def jax_pass(tmp_path_factory):
         pytest.skip("jax is not installed (pip install -e '.[test]' installs jax[cpu])")
     handoff = tmp_path_factory.mktemp("jax_handoff")
     env = {**os.environ, "KERAS_BACKEND": "jax", HANDOFF_ENV: str(handoff)}
-    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/neutral"]
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
+            "tests/neutral"]  # -n 0: one process (this pass already runs beside the suite)
     proc = subprocs.run(args, env=env, cwd=ROOT, check=False)
     return args, proc, handoff
 

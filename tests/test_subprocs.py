@@ -60,6 +60,7 @@ def test_only_a_completed_reference_run_is_reused(tmp_path, monkeypatch):
 
     monkeypatch.setattr(training_procs, "run", fake_run)
     monkeypatch.setattr(training_procs, "_REFERENCE_FAILURES", {})
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # the root: tmp_path
     factory = _Factory(tmp_path)
     stale = tmp_path / "reference-runs" / "single"
     stale.mkdir(parents=True)  # what a training process killed by a timeout leaves
@@ -87,6 +88,7 @@ def test_a_reference_run_that_fails_to_build_fails_the_tests_that_need_it(tmp_pa
 
     monkeypatch.setattr(training_procs, "run", failing_run)
     monkeypatch.setattr(training_procs, "_REFERENCE_FAILURES", {})
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # the root: tmp_path
     factory = _Factory(tmp_path)
     with pytest.raises(AssertionError, match=r"(?s)building the reference run 'single' that "
                                              r"this test needs failed.*tail of its output"):

@@ -1,6 +1,7 @@
 """Helpers for tests that run training/train.py in subprocesses: single device, a
 MirroredStrategy over logical CPUs, multi-worker clusters on 127.0.0.1, SIGKILLs."""
 
+import fcntl
 import json
 import os
 import shutil
@@ -124,10 +125,22 @@ def cached_run(tmp_path_factory, name, *flags, cluster=False):
     """An uninterrupted reference run, made once per test session and shared by modules
     (a plain function keyed by name, so no conftest fixture is needed).
 
-    Reused only if it completed; anything else there (a run killed by a timeout, say) is
-    deleted and the run made afresh. If making it fails, the tests that need it fail (this
-    one with the training process's output, later ones at once, saying so) and no other."""
-    out_dir = tmp_path_factory.getbasetemp() / "reference-runs" / name
+    Under pytest-xdist the workers share it: it lives beside their own temporary folders,
+    and a lock makes a worker that needs a run another is making wait for it. Reused only
+    if it completed; anything else there (a run killed by a timeout, say) is deleted and
+    the run made afresh. If making it fails, the tests that need it fail (this one with
+    the training process's output, later ones at once, saying so) and no other."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, above each worker's popen-gwN
+    out_dir = root / "reference-runs" / name
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_dir.parent / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return _make_reference_run(out_dir, name, flags, cluster)
+
+
+def _make_reference_run(out_dir, name, flags, cluster):
     if completed(out_dir):
         return out_dir
     if name in _REFERENCE_FAILURES:
