@@ -12,6 +12,10 @@ import tempfile
 # registry and the package's JSON files), `export` and `demo` import it lazily.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 NATIVE_LOGS_ENV = "GIM_ZOO_NATIVE_LOGS"  # =1: leave TensorFlow's C++ logging on stderr
+# The Python-side stderr streams of finished native_logs_captured blocks, never closed: a
+# logging handler created inside a block (TensorFlow's logger, at import) keeps the stream
+# it was given, and must still reach the real stderr after the block.
+_BLOCK_STDERRS = []
 
 
 @contextlib.contextmanager
@@ -54,7 +58,7 @@ def native_logs_captured(expected_errors=()):
         sys.stderr.flush()
         os.dup2(saved_fd, fd)
         os.close(saved_fd)
-        sys.stderr.close()
+        _BLOCK_STDERRS.append(sys.stderr)  # still the real stderr, for handlers made here
         sys.stderr = python_stderr
         if failed:
             log.seek(0)

@@ -50,12 +50,16 @@ def test_list_prints_names_and_nothing_on_stderr():
 
 def test_native_logs_are_captured_but_python_stderr_is_not():
     snippet = """
-import os, sys
+import logging, os, sys
 from gim_zoo.cli import native_logs_captured
 with native_logs_captured():
     os.write(2, b"native noise\\n")
     print("python message", file=sys.stderr)
+    # as TensorFlow's logger does at import: a handler bound to the stderr of the moment
+    logger = logging.getLogger("made_in_block")
+    logger.addHandler(logging.StreamHandler())
 print("after", file=sys.stderr)
+logger.warning("handler made in the block, used after it")
 try:
     with native_logs_captured():
         os.write(2, b"native detail\\n")
@@ -72,6 +76,8 @@ except ValueError:
     result = python("-c", snippet)
     assert result.returncode == 0, result.stderr
     assert "python message" in result.stderr and "after" in result.stderr
+    assert "handler made in the block, used after it" in result.stderr
+    assert "Logging error" not in result.stderr  # its stream was not closed under it
     assert "native noise" not in result.stderr
     assert "native detail" in result.stderr  # shown when the block fails
     assert "expected detail" not in result.stderr  # not for a one-line user error
