@@ -23,7 +23,7 @@ def fmnist_test_images():
 
 
 @pytest.mark.parametrize("name", ["gim-fmnist-resnet", "cpc-fmnist-resnet",
-                                  "supervised-fmnist-resnet"])
+                                  "supervised-fmnist-resnet", "gim-fmnist-resnet-deep"])
 def test_bundled_models_load_offline_and_are_pinned(name):
     assert set(presets.pinned_files(name)) >= {
         "config.json", "metadata.json", "model.weights.h5", "README.md", "metrics.json",
@@ -34,24 +34,28 @@ def test_bundled_models_load_offline_and_are_pinned(name):
 
 
 @pytest.mark.slow
-def test_bundled_tflite_files_agree_with_keras(fmnist_test_images):
+@pytest.mark.parametrize("name", [NAME, "gim-fmnist-resnet-deep"])
+def test_bundled_tflite_files_agree_with_keras(fmnist_test_images, name):
     images, _ = fmnist_test_images
-    features = gim_zoo.load(NAME).feature_model(pool_to=3)
+    folder = presets.BUNDLED_DIR / name
+    features = gim_zoo.load(name).feature_model(pool_to=3)
     want = np.asarray(features(images))
-    np.testing.assert_allclose(TFLiteModel(FOLDER / "encoder.tflite")(images), want,
+    np.testing.assert_allclose(TFLiteModel(folder / "encoder.tflite")(images), want,
                                atol=1e-4, rtol=1e-4)
-    int8 = TFLiteModel(FOLDER / "encoder_int8.tflite")(images)
+    int8 = TFLiteModel(folder / "encoder_int8.tflite")(images)
     cosine = np.sum(int8 * want, -1) / (np.linalg.norm(int8, axis=-1) *
                                          np.linalg.norm(want, axis=-1))
     assert np.median(cosine) > 0.95
 
 
-def test_card_and_metrics_come_from_the_run():
-    metrics = json.loads((FOLDER / "metrics.json").read_text())
-    assert metrics["training"]["command"].startswith("python training/train.py --model=" + NAME)
+@pytest.mark.parametrize("name", [NAME, "gim-fmnist-resnet-deep"])
+def test_card_and_metrics_come_from_the_run(name):
+    folder = presets.BUNDLED_DIR / name
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["training"]["command"].startswith("python training/train.py --model=" + name)
     assert {"60", "600", "all"} <= set(metrics["linear_probe"])
-    card = (FOLDER / "README.md").read_text()
-    assert card == model_cards.render(registry.get(NAME), metrics)
+    card = (folder / "README.md").read_text()
+    assert card == model_cards.render(registry.get(name), metrics)
     assert card.startswith("---\nlibrary_name: keras\n")
     assert f"value: {round(metrics['linear_probe']['all']['test_accuracy'], 4)}" in card
 

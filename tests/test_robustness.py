@@ -300,6 +300,7 @@ def test_packaged_metrics_record_every_module_job_and_every_probe_seed(tmp_path,
         _write_probe(m2 / "probes", "all", seed, accuracy)
         _write_probe(tmp_path / "random" / "probes", "all", seed, accuracy - 0.1)
     _write_probe(m2 / "probes", "all", 0, 0.87, pool_to=1)
+    _write_probe(tmp_path / "random" / "probes", "all", 0, 0.77, pool_to=1)
     _write_probe(m2 / "probes", "600", 0, 0.5)  # of other weights: left out
     stale = m2 / "probes" / "labels600-module3-pool3-seed0.json"
     stale.write_text(json.dumps({**json.loads(stale.read_text()), "encoder": "sha256:0"}))
@@ -320,11 +321,13 @@ def test_packaged_metrics_record_every_module_job_and_every_probe_seed(tmp_path,
     assert probe["probe_seeds"] == [0, 1, 2]
     assert metrics["random_init_linear_probe"]["all"]["test_accuracy"] == pytest.approx(0.81)
     assert metrics["global_pool_linear_probe"]["all"]["test_accuracy"] == 0.87
+    assert metrics["random_init_global_pool_linear_probe"]["all"]["test_accuracy"] == 0.77
     assert "600" not in metrics["linear_probe"]
 
     card = model_cards.render(get(NAME), metrics)
     assert "91.00% ± 0.82 (3 probe seeds)" in card and "81.00% ± 0.82" in card
-    assert "global average pool |" in card and "| 100% labels | 87.00% |" in card
+    assert "global average pool | random-init encoder, same probe |" in card
+    assert "| 100% labels | 87.00% | 77.00% |" in card
     assert f"  2. `{training['jobs'][1]['command']}`" in card
     assert "InfoNCE of each module, after its job" not in card  # the fakes recorded none
 

@@ -267,10 +267,15 @@ def render_images(spec, metrics):
                      + (f" {_accuracy(baseline[budget])} |"
                         if budget in baseline else (" - |" if baseline else "")))
     global_pool = metrics.get("global_pool_linear_probe", {})
+    global_baseline = metrics.get("random_init_global_pool_linear_probe", {})
     if global_pool:
         table += ["", "The paper's probe input, the grid averaged to one vector:", "",
-                  "| labels | linear-probe top-1 (test), global average pool |", "|---|---:|",
+                  "| labels | linear-probe top-1 (test), global average pool |"
+                  + (" random-init encoder, same probe |" if global_baseline else ""),
+                  "|---|---:|" + ("---:|" if global_baseline else ""),
                   *[f"| {_budget_name(b)} | {_accuracy(p)} |"
+                    + (f" {_accuracy(global_baseline[b])} |" if b in global_baseline
+                       else (" - |" if global_baseline else ""))
                     for b, p in sorted(global_pool.items())]]
     training = metrics.get("training", {})
     ticket = metrics.get("ticket")

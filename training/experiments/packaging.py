@@ -132,17 +132,21 @@ def run_metrics(run_dir, module=None, pool_to=1, note="", random_init_probes=Non
     }
     if len(records) > 1:  # the whole recipe, and its total time
         training.update(command=" && ".join(r["command"] for r in records),
-                        train_seconds=sum(r["train_seconds"] for r in records),
+                        train_seconds=round(sum(r["train_seconds"] for r in records), 1),
                         jobs=records)
     # the paper's global pooling too, where the run was probed that way
     global_pool = (read_probes(Path(run_dir) / "probes", module or 3, 1, weights)
                    if pool_to != 1 else {})
+    global_baseline = (read_probes(random_init_probes, module or 3, 1)
+                       if global_pool and random_init_probes else {})
     return {
         "model": config.model,
         "training": training,
         "linear_probe": probes,
         **({"random_init_linear_probe": baseline} if baseline else {}),
         **({"global_pool_linear_probe": global_pool} if global_pool else {}),
+        **({"random_init_global_pool_linear_probe": global_baseline}
+           if global_baseline else {}),
         "probe_command": "python training/probe.py --run_dir=RUN --labels_per_class=60,600,0 "
                          f"--pool_to={pool_to} (0 = all labels)",
         "packaged": datetime.date.today().isoformat(),
