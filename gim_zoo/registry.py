@@ -53,6 +53,9 @@ GIM_OBJECTIVE = dict(prediction_steps=5, negatives=16, skip=1, isolate=True,
 # LoCo (Xiong, Ren, Urtasun, NeurIPS 2020): GIM whose module k loss is scored after the
 # first block of module k+1, so it also trains that block (see GreedyInfoMax's overlap).
 LOCO_OBJECTIVE = dict(GIM_OBJECTIVE, overlap=1)
+# GIM whose modules also predict upward and sideways, as CPC v2 does (Henaff et al., ICML
+# 2020): four InfoNCE tasks per module instead of one (see InfoNCE's directions).
+GIM_4DIR_OBJECTIVE = dict(GIM_OBJECTIVE, directions=("down", "up", "right", "left"))
 CPC_OBJECTIVE = dict(prediction_steps=5, negatives=16, skip=1, isolate=False,
                      loss_modules="last", autoregressor=True)
 # Audio (the paper's): predict 1..12 frames ahead (no skip) against 10 negatives. The
@@ -65,7 +68,8 @@ AUDIO_CPC_OBJECTIVE = dict(prediction_steps=12, negatives=10, skip=0, isolate=Fa
 
 # The InfoNCE settings of each objective, per modality (supervised models have none).
 OBJECTIVES = {
-    "image": {"gim": GIM_OBJECTIVE, "loco": LOCO_OBJECTIVE, "cpc": CPC_OBJECTIVE},
+    "image": {"gim": GIM_OBJECTIVE, "loco": LOCO_OBJECTIVE, "gim4dir": GIM_4DIR_OBJECTIVE,
+              "cpc": CPC_OBJECTIVE},
     "audio": {"gim": AUDIO_GIM_OBJECTIVE, "cpc": AUDIO_CPC_OBJECTIVE},
 }
 
@@ -183,6 +187,11 @@ _SPECS = [
     ModelSpec("loco-fmnist-resnet-deep", "loco", "fashion_mnist", FASHION_MNIST_DEEP_ENCODER,
               "Greedy InfoMax with LoCo's overlapping modules: each module's InfoNCE loss "
               "also trains the first block of the next module; 3 modules of 3 blocks, "
+              "Fashion-MNIST.", epochs=12, module_at_a_time=True),
+    ModelSpec("gim4dir-fmnist-resnet-deep", "gim4dir", "fashion_mnist",
+              FASHION_MNIST_DEEP_ENCODER,
+              "Greedy InfoMax whose modules predict in four directions (down, up, right, "
+              "left; CPC v2's) instead of downward only; 3 modules of 3 blocks, "
               "Fashion-MNIST.", epochs=12, module_at_a_time=True),
     ModelSpec("cpc-fmnist-resnet-deep", "cpc", "fashion_mnist", FASHION_MNIST_DEEP_ENCODER,
               "End-to-end CPC baseline for the 3-block-module encoder: one InfoNCE loss on "

@@ -89,3 +89,68 @@ def test_gathered_negatives_match_all_pairs_in_value_and_gradients():
     np.testing.assert_allclose(gc1, gc2, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(gt1, gt2, rtol=1e-5, atol=1e-6)
     assert np.abs(gt1).sum() > 0
+
+
+NP_ORIENTED = {  # what each direction predicts, written independently of infonce.oriented
+    "down": lambda g: g,
+    "up": lambda g: g[:, ::-1],
+    "right": lambda g: np.transpose(g, (0, 2, 1, 3)),
+    "left": lambda g: np.transpose(g, (0, 2, 1, 3))[:, ::-1],
+}
+
+
+def test_directions_are_the_mean_of_turned_downward_predictions():
+    """Four directions (CPC v2): each its own K predictors; the loss is the mean over
+    directions of the reference loss on the grid turned so the direction points down.
+    A non-square grid checks that rows and columns are not mixed up."""
+    rng = np.random.default_rng(3)
+    B, R, W, C, K, N = 2, 8, 7, 5, 2, 6
+    directions = ("down", "up", "right", "left")
+    z = rng.normal(size=(B, R, W, C)).astype("float32")
+    c = rng.normal(size=(B, R, W, C)).astype("float32")
+    head = InfoNCE(prediction_steps=K, negatives=N, skip=1, directions=directions)
+    head.build(c.shape, z.shape)
+    predictors = rng.normal(scale=0.3, size=(4 * K, C, C)).astype("float32")
+    head.predictors.assign(predictors)
+    indices, want = [], []
+    for d, direction in enumerate(directions):
+        rows, cols = NP_ORIENTED[direction](z).shape[1:3]
+        own = [rng.integers(0, B * (rows - k - 1) * cols, size=(B, rows - k - 1, cols, N))
+               .astype("int32") for k in range(1, K + 1)]
+        indices += own
+        want.append(numpy_infonce(NP_ORIENTED[direction](z), NP_ORIENTED[direction](c),
+                                  predictors[d * K:(d + 1) * K], own))
+    got = float(head(c, z, negative_indices=indices))
+    np.testing.assert_allclose(got, np.mean(want), rtol=1e-5)
+    # the default is the paper's: downward only, K predictors
+    down = InfoNCE(prediction_steps=K, negatives=N, skip=1)
+    down.build(c.shape, z.shape)
+    assert tuple(down.predictors.shape) == (K, C, C)
+    down.predictors.assign(predictors[:K])
+    np.testing.assert_allclose(float(down(c, z, negative_indices=indices[:K])), want[0],
+                               rtol=1e-5)
+    again = InfoNCE.from_config(head.get_config())
+    assert again.directions == directions
+
+
+def test_directions_are_checked():
+    with pytest.raises(ValueError, match="directions must be distinct names"):
+        InfoNCE(directions=("down", "sideways"))
+    with pytest.raises(ValueError, match="directions must be distinct names"):
+        InfoNCE(directions=("up", "up"))
+    head = InfoNCE(prediction_steps=5, skip=1, directions=("down", "right"))
+    with pytest.raises(ValueError, match="1-column grid cannot predict 5 steps"):
+        head.build((None, 20, 1, 4), (None, 20, 1, 4))  # a time series has no sideways
+
+
+def test_directions_need_contexts_that_do_not_look_ahead():
+    from gim_zoo.models.gim import GreedyInfoMax
+    from gim_zoo.registry import get
+
+    encoder = get("gim-fmnist-resnet").build_encoder(widths=(4, 4, 4))
+    with pytest.raises(ValueError, match="not with an autoregressor"):
+        GreedyInfoMax(encoder, isolate=False, loss_modules="last", autoregressor=True,
+                      directions=("down", "up"))
+    model = GreedyInfoMax(encoder, directions=("down", "up", "right", "left"))
+    assert all(head.directions == ("down", "up", "right", "left") for head in model.heads)
+    assert model.get_config()["directions"] == ["down", "up", "right", "left"]

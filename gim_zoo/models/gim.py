@@ -169,6 +169,9 @@ class GreedyInfoMax(WrapsEncoder, _BackendSteps, keras.Model):
         with overlap, the first `overlap` blocks of module k+1).
       seed: seed of the negative samplers.
       overlap: LoCo overlap, in blocks of the next module (0: plain GIM).
+      directions: where each InfoNCE head predicts, from "down", "up", "right", "left"
+        (the paper: down only). Not with a context network (CPC's autoregressor, the audio
+        GRU): its context has seen the rows the other directions would predict.
     """
 
     def __init__(
@@ -183,6 +186,7 @@ class GreedyInfoMax(WrapsEncoder, _BackendSteps, keras.Model):
         train_module=None,
         seed=None,
         overlap=0,
+        directions=("down",),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -200,6 +204,12 @@ class GreedyInfoMax(WrapsEncoder, _BackendSteps, keras.Model):
         if self.overlap < 0 or any(self.overlap > len(m.layers)
                                    for m in encoder.gim_modules[1:]):
             raise ValueError(f"overlap must be in 0..(blocks of the next module), got {overlap}")
+        self.directions = tuple(directions)
+        if self.directions != ("down",) and (
+                autoregressor or getattr(encoder, "autoregressive_modules", ())):
+            raise ValueError(f"directions {self.directions} need contexts that see only "
+                             "their own patch: not with an autoregressor or context-network "
+                             "modules (their context has seen the rows above)")
         self.encoder = encoder
         self.prediction_steps, self.negatives, self.skip = prediction_steps, negatives, skip
         self.isolate, self.loss_modules = bool(isolate), loss_modules
@@ -208,7 +218,8 @@ class GreedyInfoMax(WrapsEncoder, _BackendSteps, keras.Model):
         self.loss_indices = list(range(n)) if loss_modules == "all" else [n - 1]
         self.heads = [
             InfoNCE(prediction_steps, negatives, skip,
-                    seed=None if seed is None else seed + i, name=f"infonce{i + 1}")
+                    seed=None if seed is None else seed + i, directions=self.directions,
+                    name=f"infonce{i + 1}")
             for i in self.loss_indices
         ]
         self.context_net = RowCausalContext(name="context") if autoregressor else None
@@ -334,4 +345,5 @@ class GreedyInfoMax(WrapsEncoder, _BackendSteps, keras.Model):
             "train_module": self.train_module,
             "seed": self.seed,
             "overlap": self.overlap,
+            "directions": list(self.directions),
         }

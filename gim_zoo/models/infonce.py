@@ -6,6 +6,12 @@ drawn uniformly, with replacement, from all transformed targets of that k in the
 (every image, every position). Softmax over 1 + N raw scores (no normalisation, no
 temperature), cross-entropy with the positive, mean over positions, summed over k and
 divided by K. Matches the official GIM code's semantics (Loewe et al., NeurIPS 2019).
+
+`directions` adds predictions upward and sideways (CPC v2, Henaff et al., ICML 2020,
+predicts in four directions): each direction has its own K predictors, the grid is
+flipped or transposed so that it becomes a downward prediction, and the loss is the mean
+over directions and steps. Only for contexts that do not look ahead (GIM's modules, not
+CPC's row-causal autoregressor, whose context already saw the rows above).
 """
 
 import keras
@@ -33,32 +39,53 @@ def info_nce_from_scores(context, transformed_targets, negative_indices):
     return -ops.mean(ops.log_softmax(logits, axis=-1)[..., 0])
 
 
+DIRECTIONS = ("down", "up", "right", "left")
+
+
+def oriented(grid, direction):
+    """`grid` (B, R, W, C) turned so that predicting `direction` is predicting downward."""
+    if direction in ("right", "left"):
+        grid = ops.transpose(grid, (0, 2, 1, 3))
+    return ops.flip(grid, axis=1) if direction in ("up", "left") else grid
+
+
 @keras.saving.register_keras_serializable(package="gim_zoo")
 class InfoNCE(keras.layers.Layer):
     """InfoNCE head of one module: owns the K predictors W_k and the negative sampler.
 
     Call with `(context, targets)`, both (B, G, G, C); returns the scalar loss.
-    `negative_indices` (a list of K integer arrays) fixes the negatives, for tests.
+    `negative_indices` (a list of K integer arrays per direction, in `directions` order)
+    fixes the negatives, for tests.
     """
 
-    def __init__(self, prediction_steps=5, negatives=16, skip=1, seed=None, **kwargs):
+    def __init__(self, prediction_steps=5, negatives=16, skip=1, seed=None,
+                 directions=("down",), **kwargs):
         super().__init__(**kwargs)
         self.prediction_steps = int(prediction_steps)
         self.negatives = int(negatives)
         self.skip = int(skip)
         self.seed = seed
+        self.directions = tuple(directions)
+        unknown = [d for d in self.directions if d not in DIRECTIONS]
+        if unknown or not self.directions or len(set(self.directions)) < len(self.directions):
+            raise ValueError(f"directions must be distinct names from {DIRECTIONS}, got "
+                             f"{directions!r}")
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, context_shape, targets_shape=None):
         targets_shape = targets_shape or context_shape
-        rows = targets_shape[1]
-        if self.prediction_steps + self.skip >= rows:
-            raise ValueError(
-                f"a {rows}-row grid cannot predict {self.prediction_steps} steps with skip "
-                f"{self.skip}: need prediction_steps + skip < rows"
-            )
+        sideways = any(d in ("right", "left") for d in self.directions)
+        for axis, name in ((1, "row"), (2, "column")) if sideways else ((1, "row"),):
+            size = targets_shape[axis]
+            if self.prediction_steps + self.skip >= size:
+                raise ValueError(
+                    f"a {size}-{name} grid cannot predict {self.prediction_steps} steps with "
+                    f"skip {self.skip}: need prediction_steps + skip < {name}s"
+                )
+        # (directions * K, target channels, context channels); one direction: (K, T, C)
         self.predictors = self.add_weight(
-            shape=(self.prediction_steps, targets_shape[-1], context_shape[-1]),
+            shape=(len(self.directions) * self.prediction_steps, targets_shape[-1],
+                   context_shape[-1]),
             initializer="glorot_uniform",
             name="predictors",
         )
@@ -74,20 +101,24 @@ class InfoNCE(keras.layers.Layer):
         )
 
     def call(self, context, targets, negative_indices=None):
-        rows = targets.shape[1]
         batch = ops.shape(targets)[0]
         total = 0.0
-        for k in range(1, self.prediction_steps + 1):
-            shift = k + self.skip
-            future = targets[:, shift:]
-            transformed = ops.einsum("brwt,tc->brwc", future, self.predictors[k - 1])
-            present = context[:, : rows - shift]
-            if negative_indices is None:
-                indices = self.sample_negatives(batch, rows - shift, targets.shape[2])
-            else:
-                indices = negative_indices[k - 1]
-            total = total + info_nce_from_scores(present, transformed, indices)
-        return total / self.prediction_steps
+        for d, direction in enumerate(self.directions):
+            turned_context = oriented(context, direction)
+            turned_targets = oriented(targets, direction)
+            rows, cols = turned_targets.shape[1], turned_targets.shape[2]
+            for k in range(1, self.prediction_steps + 1):
+                step = d * self.prediction_steps + k - 1
+                shift = k + self.skip
+                future = turned_targets[:, shift:]
+                transformed = ops.einsum("brwt,tc->brwc", future, self.predictors[step])
+                present = turned_context[:, : rows - shift]
+                if negative_indices is None:
+                    indices = self.sample_negatives(batch, rows - shift, cols)
+                else:
+                    indices = negative_indices[step]
+                total = total + info_nce_from_scores(present, transformed, indices)
+        return total / (self.prediction_steps * len(self.directions))
 
     def get_config(self):
         return {
@@ -96,4 +127,5 @@ class InfoNCE(keras.layers.Layer):
             "negatives": self.negatives,
             "skip": self.skip,
             "seed": self.seed,
+            "directions": list(self.directions),
         }
