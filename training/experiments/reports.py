@@ -56,6 +56,8 @@ def deep_sources(runs_root, seed=0):
     return [
         ("GIM, module at a time", root / f"gim-fmnist-resnet-deep-m3-seed{seed}"),
         ("GIM + LoCo overlap, module at a time", root / f"loco-fmnist-resnet-deep-m3-seed{seed}"),
+        ("GIM, four prediction directions, module at a time",
+         root / f"gim4dir-fmnist-resnet-deep-m3-seed{seed}"),
         ("CPC (end-to-end)", root / f"cpc-fmnist-resnet-deep-seed{seed}"),
         ("Supervised encoder, frozen", root / f"supervised-fmnist-resnet-deep-seed{seed}"),
         ("Random init, frozen", root / "random-init-gim-fmnist-resnet-deep"),
