@@ -31,8 +31,9 @@ flags.DEFINE_string("teleport_out", "runs/teleport/teleport",
 flags.DEFINE_string("audio", "", "audio probe table instead: a glob over the JSON files of "
                     "training/probe_audio.py (in the order given by the sources)")
 flags.DEFINE_string("audio_out", "runs/audio_probes.md", "where the audio probe table goes")
-flags.DEFINE_bool("deep", False, "the 3-block-module comparison instead (GIM, LoCo, four directions, CPC, "
-                  "supervised, random init), mean and spread over probe seeds")
+flags.DEFINE_bool("deep", False, "the 3-block-module comparison instead (GIM, LoCo, four "
+                  "directions, CPC, supervised, random init), mean and spread over probe "
+                  "seeds")
 flags.DEFINE_string("finetune_out", "runs/finetune/rifle",
                     "where the RIFLE table (.md) and plot (.png) go, without extension")
 
