@@ -75,7 +75,9 @@ probe_deep() {  # RUN_DIR...: probe each trained encoder
   done
 }
 # Order: GIM and its probes first, then the baselines, so the GIM-vs-CPC answer arrives
-# before LoCo, which the flagship needs only if plain GIM trails CPC (~4.5 hours).
+# before LoCo, which the flagship needs only if plain GIM trails CPC (~4.5 hours), then
+# GIM with four prediction directions (~5% more per step than plain GIM; the module-1
+# pilot in docs/next-flagship.md).
 deep_modules gim-fmnist-resnet-deep
 probe_deep runs/gim-fmnist-resnet-deep-m3-seed$SEED
 for pool in 3 1; do
@@ -94,4 +96,6 @@ done
 probe_deep runs/cpc-fmnist-resnet-deep-seed$SEED runs/supervised-fmnist-resnet-deep-seed$SEED
 deep_modules loco-fmnist-resnet-deep
 probe_deep runs/loco-fmnist-resnet-deep-m3-seed$SEED
+deep_modules gim4dir-fmnist-resnet-deep
+probe_deep runs/gim4dir-fmnist-resnet-deep-m3-seed$SEED
 $PY training/report.py --runs=runs --seed=$SEED --deep
