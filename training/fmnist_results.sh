@@ -92,8 +92,8 @@ for m in cpc-fmnist-resnet-deep supervised-fmnist-resnet-deep; do
     $PY training/train.py --model=$m --epochs=$e --seed=$SEED --out_dir=runs/$m-seed$SEED \
       --verbose=2
   done
+  probe_deep runs/$m-seed$SEED  # CPC's probes before the supervised run starts
 done
-probe_deep runs/cpc-fmnist-resnet-deep-seed$SEED runs/supervised-fmnist-resnet-deep-seed$SEED
 deep_modules loco-fmnist-resnet-deep
 probe_deep runs/loco-fmnist-resnet-deep-m3-seed$SEED
 deep_modules gim4dir-fmnist-resnet-deep
