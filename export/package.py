@@ -17,10 +17,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Packaging is part of the experiments (training/experiments/packaging.py), not the library.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from experiments.flags import USER_ERRORS  # noqa: E402
+from experiments.flags import USER_ERRORS, run_main  # noqa: E402
 from experiments.packaging import package_run, package_ticket  # noqa: E402
+from gim_zoo.cli import native_logs_captured  # noqa: E402
 
 flags.DEFINE_string("model", None, "registry name", required=True)
 flags.DEFINE_string("run_dir", "", "finished train.py run directory")
@@ -40,14 +41,17 @@ def main(argv):
     f = flags.FLAGS
     cards_dir = None if f.out_dir else CARDS_DIR  # --out_dir: write nothing else
     try:
-        if f.ticket_dir:
-            folder = package_ticket(f.model, f.ticket_dir, None if f.round < 0 else f.round,
-                                    f.out_dir or None, cards_dir, f.data_dir or None, f.note)
-        elif f.run_dir:
-            folder = package_run(f.model, f.run_dir, f.out_dir or None, cards_dir,
-                                 f.data_dir or None, f.note, f.random_init_probes or None)
-        else:
-            raise ValueError("give --run_dir (a train.py run) or --ticket_dir (a lottery run)")
+        with native_logs_captured(USER_ERRORS):  # the TFLite converter's C++ chatter
+            if f.ticket_dir:
+                folder = package_ticket(f.model, f.ticket_dir,
+                                        None if f.round < 0 else f.round, f.out_dir or None,
+                                        cards_dir, f.data_dir or None, f.note)
+            elif f.run_dir:
+                folder = package_run(f.model, f.run_dir, f.out_dir or None, cards_dir,
+                                     f.data_dir or None, f.note, f.random_init_probes or None)
+            else:
+                raise ValueError("give --run_dir (a train.py run) or --ticket_dir (a lottery "
+                                 "run)")
     except USER_ERRORS as e:
         sys.exit(f"error: {e}")
     print(f"wrote {folder}; card in "
@@ -55,4 +59,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

@@ -99,3 +99,29 @@ def test_training_scripts_help_shows_no_native_start_up_lines():
         assert "--seed" in result.stdout, result.stdout[-1500:]
         for noise in ("cudart_stub", "InitializeLog", "cuInit"):
             assert noise not in result.stderr, (script, result.stderr[-1500:])
+
+
+def test_scripts_print_tensorflow_warnings_once_and_no_info_lines():
+    """run_main (every script's absl entry point): absl's INFO default and TensorFlow's
+    own log handler made each SavedModel export print a dozen lines, warnings twice."""
+    snippet = """
+import sys
+sys.path.insert(0, "training")
+from experiments.flags import run_main  # imports TensorFlow, as the scripts do
+def main(argv):
+    import tensorflow as tf
+    tf.get_logger().info("an info line")
+    tf.get_logger().warning("a warning line")
+    from absl import logging
+    logging.info("an absl info line")
+    import keras
+    keras.ops.zeros((2,)) + 1  # a device op: no "failed call to cuInit" now
+run_main(main)
+"""
+    quiet = python("-c", snippet)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr.count("a warning line") == 1, quiet.stderr
+    for noise in ("an info line", "an absl info line", "cuInit"):
+        assert noise not in quiet.stderr, quiet.stderr
+    loud = python("-c", snippet, "--verbosity=0")  # the user asked for INFO
+    assert "an info line" in loud.stderr and "an absl info line" in loud.stderr, loud.stderr

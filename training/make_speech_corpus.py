@@ -9,10 +9,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 # experiments.flags first: it imports TensorFlow with its CUDA probing hushed
-from experiments.flags import USER_ERRORS  # noqa: E402
+from experiments.flags import USER_ERRORS, run_main  # noqa: E402
 from gim_zoo.data.speech_corpus import DEFAULT_DIR, SPEAKERS, make_corpus  # noqa: E402
 
 flags.DEFINE_string("out_dir", DEFAULT_DIR, "corpus folder (replaced atomically)")
@@ -34,4 +34,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

@@ -16,6 +16,7 @@ from absl import app, flags  # noqa: E402
 
 from gim_zoo.files import atomic_write_text  # noqa: E402
 from experiments import reports  # noqa: E402
+from experiments.flags import run_main  # noqa: E402
 
 flags.DEFINE_string("runs", "runs", "folder holding the run directories")
 flags.DEFINE_integer("seed", 0, "which seed's runs to report")
@@ -103,4 +104,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

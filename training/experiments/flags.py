@@ -6,8 +6,12 @@ from absl import flags
 
 from gim_zoo.cli import native_logs_captured
 
-with native_logs_captured():  # TensorFlow's import-time CUDA probing, noise on CPU machines
+with native_logs_captured():  # TensorFlow's CUDA probing, noise on CPU machines
+    import keras
+
     from gim_zoo.data import DatasetNotFoundError
+
+    keras.ops.zeros(())  # starts the devices now ("failed call to cuInit"), not mid-job
 from gim_zoo.registry import UnknownModelError
 from experiments.run_directory import ConfigMismatchError
 
@@ -61,6 +65,28 @@ def config_from_flags(config_cls):
     return config_cls(**{f.name: values[f.name].value for f in dataclasses.fields(config_cls)})
 
 
+def run_main(main):
+    """`absl.app.run(main)` with warnings and errors printed once, not INFO chatter.
+
+    Why: without --verbosity, app.run lowers the level to INFO, so every SavedModel or
+    TFLite conversion printed a dozen lines; and TensorFlow's logger, made at import
+    before absl put its handler on the root logger, keeps a handler of its own, so each
+    TensorFlow warning came out twice. --verbosity=0 brings the INFO lines back."""
+    import logging
+
+    from absl import app
+    from absl import logging as absl_logging
+
+    def quiet_main(argv):
+        if not flags.FLAGS["verbosity"].present:
+            absl_logging.set_verbosity(absl_logging.WARNING)
+        if logging.getLogger("tensorflow").handlers:  # its own: don't also pass to root
+            logging.getLogger("tensorflow").propagate = False
+        return main(argv)
+
+    app.run(quiet_main)
+
+
 def run_script(config_cls, job, show):
     """absl entry point for a script: flags from `config_cls`, `show(job(config))`, and
     one-line errors (no traceback) for USER_ERRORS."""
@@ -79,4 +105,4 @@ def run_script(config_cls, job, show):
             sys.exit(f"error: {e}")
         show(result)
 
-    app.run(main)
+    run_main(main)
