@@ -64,6 +64,12 @@ deep_modules() {  # MODEL: train modules 1..3 in turn, each from the previous ru
     prev=$run
   done
 }
+end_to_end() {  # MODEL: all modules together, 12 epochs in two jobs of ~2 hours each
+  for e in 6 12; do
+    $PY training/train.py --model=$1 --epochs=$e --seed=$SEED --out_dir=runs/$1-seed$SEED \
+      --verbose=2
+  done
+}
 # Probes: 3 probe seeds x (1%, 10%, 100% of the labels) x (3x3 grid, global pool); the
 # seeds of one command share its encoding pass.
 probe_deep() {  # RUN_DIR...: probe each trained encoder
@@ -74,10 +80,11 @@ probe_deep() {  # RUN_DIR...: probe each trained encoder
     done
   done
 }
-# Order: GIM and its probes first, then the baselines, so the GIM-vs-CPC answer arrives
-# before LoCo, which the flagship needs only if plain GIM trails CPC (~4.5 hours), then
-# GIM with four prediction directions (~5% more per step than plain GIM; the module-1
-# pilot in docs/next-flagship.md).
+# Order: GIM and its probes first, then CPC and its probes (the GIM-vs-CPC answer), then
+# the two variants that may close the gaps: GIM with four prediction directions (~5% more
+# per step than plain GIM; the module-1 pilot in docs/next-flagship.md) and LoCo's overlap
+# (asked for if plain GIM trails CPC), and the supervised baseline last (a reference row,
+# no target depends on it).
 deep_modules gim-fmnist-resnet-deep
 probe_deep runs/gim-fmnist-resnet-deep-m3-seed$SEED
 for pool in 3 1; do
@@ -87,15 +94,12 @@ for pool in 3 1; do
       --out_dir=runs/random-init-gim-fmnist-resnet-deep/probes
   done
 done
-for m in cpc-fmnist-resnet-deep supervised-fmnist-resnet-deep; do
-  for e in 6 12; do  # two jobs of ~2 hours each, in the same run directory
-    $PY training/train.py --model=$m --epochs=$e --seed=$SEED --out_dir=runs/$m-seed$SEED \
-      --verbose=2
-  done
-  probe_deep runs/$m-seed$SEED  # CPC's probes before the supervised run starts
-done
-deep_modules loco-fmnist-resnet-deep
-probe_deep runs/loco-fmnist-resnet-deep-m3-seed$SEED
+end_to_end cpc-fmnist-resnet-deep
+probe_deep runs/cpc-fmnist-resnet-deep-seed$SEED
 deep_modules gim4dir-fmnist-resnet-deep
 probe_deep runs/gim4dir-fmnist-resnet-deep-m3-seed$SEED
+deep_modules loco-fmnist-resnet-deep
+probe_deep runs/loco-fmnist-resnet-deep-m3-seed$SEED
+end_to_end supervised-fmnist-resnet-deep
+probe_deep runs/supervised-fmnist-resnet-deep-seed$SEED
 $PY training/report.py --runs=runs --seed=$SEED --deep
