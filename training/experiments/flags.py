@@ -6,12 +6,8 @@ from absl import flags
 
 from gim_zoo.cli import native_logs_captured
 
-with native_logs_captured():  # TensorFlow's CUDA probing, noise on CPU machines
-    import keras
-
+with native_logs_captured():  # TensorFlow's import-time CUDA probing, noise on CPU machines
     from gim_zoo.data import DatasetNotFoundError
-
-    keras.ops.zeros(())  # starts the devices now ("failed call to cuInit"), not mid-job
 from gim_zoo.registry import UnknownModelError
 from experiments.run_directory import ConfigMismatchError
 
