@@ -14,9 +14,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+# experiments.flags first: it imports TensorFlow with its CUDA probing hushed
+from experiments.flags import run_main  # noqa: E402
 from gim_zoo.files import atomic_write_text  # noqa: E402
 from experiments import reports  # noqa: E402
-from experiments.flags import run_main  # noqa: E402
 
 flags.DEFINE_string("runs", "runs", "folder holding the run directories")
 flags.DEFINE_integer("seed", 0, "which seed's runs to report")
