@@ -84,6 +84,28 @@ def test_sigkill_at_a_random_step_resumes_to_the_uninterrupted_weights(seed, tmp
 
 @pytest.mark.slow
 @seeds()
+def test_a_module_at_a_time_job_sigkilled_resumes_from_its_small_backup(seed, tmp_path,
+                                                                         tmp_path_factory):
+    """Module 2 trained on module 1's weights (--init_from), killed, re-run: its backup
+    holds module 2's variables and moments only, and the resumed job ends with the
+    weights of an uninterrupted one (module 1 comes back from --init_from)."""
+    import h5py
+
+    step, why = kill_step(seed)
+    m1 = cached_run(tmp_path_factory, "module-1", "--epochs=1", "--train_module=1")
+    module2 = ["--train_module=2", f"--init_from={m1}", f"--epochs={EPOCHS}"]
+    reference = cached_run(tmp_path_factory, "module-2", *module2)
+    run_dir = tmp_path / "killed"
+    [(code, output)] = wait_all([start(run_dir, *module2, GIM_ZOO_SIGKILL_AT_STEP=step)])
+    assert code == -signal.SIGKILL, f"{why}: exit status {code}\n{tail(output)}"
+    with h5py.File(run_dir / "backup" / ResumableBackup.WEIGHTS, "r") as f:
+        assert "trained_variables" in f, why  # the small format, not the whole model
+    run(run_dir, *module2)
+    assert_same_run(run_dir, reference, why)
+
+
+@pytest.mark.slow
+@seeds()
 def test_a_worker_sigkilled_at_a_random_step_resumes_with_its_cluster(seed, tmp_path,
                                                                        tmp_path_factory):
     """Worker 1 of 2 kills itself; the chief is then stopped too (synchronous training
@@ -146,37 +168,3 @@ def test_backup_carries_optimizer_and_negative_sampler_state(tmp_path, tiny_enco
     for a, b in zip(model.optimizer.variables, fresh.optimizer.variables):
         assert np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
     assert leftovers(tmp_path / "backup") == []
-
-
-def test_module_at_a_time_resume_restores_the_optimizer(tmp_path, tiny_encoder):
-    """A `train_module=k` run's backup holds the optimizer that a resumed run builds
-    (built over every trainable variable before restoring), so its Adam moments
-    and step count come back instead of being skipped with a warning."""
-    import warnings
-
-    import keras
-
-    from gim_zoo.models.gim import GreedyInfoMax
-    from gim_zoo.registry import get
-
-    from tests.conftest import TINY_ENCODER
-
-    images = np.random.default_rng(0).uniform(0, 255, (8, 28, 28, 1)).astype("float32")
-    model = GreedyInfoMax(tiny_encoder, train_module=2, seed=0)
-    model.compile(keras.optimizers.Adam(1e-3))
-    model.fit(images, batch_size=4, epochs=1, verbose=0,
-              callbacks=[ResumableBackup(tmp_path / "backup")])
-    fresh = GreedyInfoMax(get("gim-fmnist-resnet").build_encoder(**TINY_ENCODER),
-                          train_module=2, seed=0)
-    fresh.compile(keras.optimizers.Adam(1e-3))
-    fresh(images[:1])
-    backup = ResumableBackup(tmp_path / "backup")
-    backup.set_model(fresh)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        backup.on_train_begin()
-    skipped = [str(w.message) for w in caught if "Skipping variable loading" in str(w.message)]
-    assert skipped == []
-    assert int(fresh.optimizer.iterations) == 2
-    for a, b in zip(model.optimizer.variables, fresh.optimizer.variables):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))

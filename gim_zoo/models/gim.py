@@ -65,12 +65,9 @@ class _TensorFlowSteps:
 
     def train_step(self, data):
         images = data[0] if isinstance(data, (tuple, list)) else data
-        if not self.optimizer.built:
-            # Slots for every trainable variable, as ResumableBackup (and Keras's
-            # BackupAndRestore) build it before restoring (and as the JAX step does): built lazily from the
-            # `train_module` subset instead, a resumed run could not load its moments.
-            self.optimizer.build(self.trainable_variables)
-        variables = self._trained_variables()
+        if not self.optimizer.built:  # compile() builds it; a model compiled otherwise
+            self.optimizer.build(self.trained_variables)
+        variables = self.trained_variables
         tape, total, losses = self.losses_on_tape(images)
         grads = tape.gradient(total, variables)
         grads = _mean_over_replicas(grads)  # tf.distribute: see the helper
@@ -89,7 +86,7 @@ class _JaxSteps:
     state = (trainable, non_trainable, optimizer, metrics) values, in the order of
     `trainable_variables`, `non_trainable_variables` (including the InfoNCE seed
     generators' states, so every step draws new negatives), `optimizer.variables` and
-    `metrics_variables`. Gradients are taken with respect to `_trained_variables()` only,
+    `metrics_variables`. Gradients are taken with respect to `trained_variables` only,
     and only those are updated: with `train_module=k` the other modules' values pass
     through unchanged, as under TensorFlow.
     """
@@ -117,7 +114,7 @@ class _JaxSteps:
 
         trainable, non_trainable, optimizer_values, metrics_values = state
         images = data[0] if isinstance(data, (tuple, list)) else data
-        trained = {id(v) for v in self._trained_variables()}
+        trained = {id(v) for v in self.trained_variables}
         positions = [i for i, v in enumerate(self.trainable_variables) if id(v) in trained]
 
         def loss_fn(trained_values):
@@ -295,7 +292,20 @@ class GreedyInfoMax(WrapsEncoder, _BackendSteps, keras.Model):
         return head(context, z if targets is None else targets,
                     negative_indices=negative_indices)
 
-    def _trained_variables(self):
+    def compile(self, optimizer="rmsprop", *args, **kwargs):
+        """keras.Model.compile, then the optimizer is built over `trained_variables`:
+        with `train_module=k` its state (Adam's moments) exists for module k alone, which
+        saves memory and keeps a module-at-a-time backup small (ResumableBackup's
+        `variables`). Keras would build it over every trainable variable."""
+        super().compile(optimizer, *args, **kwargs)
+        if self.optimizer is not None and not self.optimizer.built and self.encoder.built:
+            self.optimizer.build(self.trained_variables)
+
+    @property
+    def trained_variables(self):
+        """The variables a train step changes: every trainable variable, or with
+        `train_module=k` module k's, its InfoNCE head's (and context network's) and any
+        LoCo overlap blocks'."""
         if self.train_module is None:
             return self.trainable_variables
         k = self.train_module - 1

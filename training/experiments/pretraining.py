@@ -351,7 +351,7 @@ def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
                       weighted_metrics=["accuracy"])
     else:
         model.compile(optimizer)
-    if config.init_from and not run.has_backup:
+    if config.init_from:  # also on resume: a module-at-a-time backup holds module k only
         load_weights_checked(model.encoder, RunDirectory(config.init_from).encoder_weights_path)
 
     # Order matters: the history row is written before the backup, so a kill between the
@@ -360,7 +360,9 @@ def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
     if chief:
         callbacks += [keras.callbacks.CSVLogger(str(run.history_path), append=True),
                       keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False)]
-    backup = ResumableBackup(run.backup_dir, write=chief)
+    # Module at a time: back up module k's variables and moments only.
+    backup = ResumableBackup(run.backup_dir, write=chief,
+                             variables=model.trained_variables if config.train_module else None)
     callbacks.append(backup)
     if SelfKill.from_env():  # fault-injection tests only
         callbacks.append(SelfKill.from_env())
