@@ -67,11 +67,20 @@ def run_main(main):
     Why: without --verbosity, app.run lowers the level to INFO, so every SavedModel or
     TFLite conversion printed a dozen lines; and TensorFlow's logger, made at import
     before absl put its handler on the root logger, keeps a handler of its own, so each
-    TensorFlow warning came out twice. --verbosity=0 brings the INFO lines back."""
+    TensorFlow warning came out twice. --verbosity=0 brings the INFO lines back.
+
+    Also: importing TensorFlow registers an absl start-up hook that lists the GPUs, which
+    on a machine without one logs "failed call to cuInit" at error level, reading as a
+    fault. The physical devices are listed here first, with that log captured (listing
+    them leaves the logical devices and strategies free to configure)."""
     import logging
 
+    import tensorflow as tf
     from absl import app
     from absl import logging as absl_logging
+
+    with native_logs_captured():
+        tf.config.list_physical_devices()
 
     def quiet_main(argv):
         if not flags.FLAGS["verbosity"].present:
