@@ -163,11 +163,13 @@ class ResumableBackup(keras.callbacks.Callback):
     WEIGHTS = "latest.weights.h5"
     METADATA = "training_metadata.json"
 
-    def __init__(self, backup_dir, write=True, variables=None):
+    def __init__(self, backup_dir, write=True, variables=None, recovery=None):
         super().__init__()
         self.backup_dir = Path(backup_dir)
         self.write = write
         self.variables = None if variables is None else list(variables)
+        # What a refused backup's error tells the user to do (e.g. a run directory's).
+        self.recovery = recovery or f"Delete {self.backup_dir} to start over."
         self._resumed_at = None  # epochs restored by on_train_begin, until fit's first epoch
 
     @property
@@ -256,7 +258,8 @@ class ResumableBackup(keras.callbacks.Callback):
     def restore(self):
         """Load the backup into the model (weights, optimizer, seed generators) and return
         its completed epochs; 0, and nothing loaded, without a backup."""
-        epochs = self.verified_epochs(self.backup_dir)  # never resume from a damaged backup
+        # never resume from a damaged backup
+        epochs = self.verified_epochs(self.backup_dir, self.recovery)
         if not self.weights_path.exists():
             return epochs
         model = self.model
@@ -299,8 +302,7 @@ class ResumableBackup(keras.callbacks.Callback):
             raise BackupError(
                 f"{self.weights_path} holds {saved} optimizer variables, the model's "
                 f"optimizer has {len(optimizer.variables)} (the backup was written by "
-                "another gim_zoo version or configuration). Delete "
-                f"{self.backup_dir} to start over.")
+                f"another gim_zoo version or configuration). {self.recovery}")
 
     def _restore_variables(self, f):
         """Restore a backup of chosen variables (see `variables`), after checking that it
@@ -328,8 +330,8 @@ class ResumableBackup(keras.callbacks.Callback):
             raise BackupError(
                 f"{self.weights_path} holds only the trained variables, and the model's "
                 "other weights differ from those it was trained beside: rebuild the model "
-                "as the run did (the same seed, the same --init_from weights) or delete "
-                f"{self.backup_dir} to start over.")
+                "as the run did (the same seed, the same --init_from weights). "
+                f"{self.recovery}")
         for name, targets in groups.items():
             for i, variable in enumerate(targets):
                 variable.assign(f[name][str(i)][()])

@@ -361,7 +361,7 @@ def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
         callbacks += [keras.callbacks.CSVLogger(str(run.history_path), append=True),
                       keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False)]
     # Module at a time: back up module k's variables and moments only.
-    backup = ResumableBackup(run.backup_dir, write=chief,
+    backup = ResumableBackup(run.backup_dir, write=chief, recovery=run.recovery,
                              variables=model.trained_variables if config.train_module else None)
     callbacks.append(backup)
     if SelfKill.from_env():  # fault-injection tests only

@@ -81,11 +81,16 @@ class RunDirectory:
         finally:
             os.close(fd)  # releases the lock
 
+    @property
+    def recovery(self):
+        """What to do about a backup that is refused (BackupError messages end with it)."""
+        return (f"To start the run over, delete {self.path} (or restore "
+                f"{self.backup_dir} and {self.history_path.name} from a copy).")
+
     def check_backup(self):
         """Completed epochs of the backup, after checking it is whole (its sha256) and
         agrees with history.csv; BackupError says what is wrong and how to recover."""
-        recovery = (f"To start the run over, delete {self.path} (or restore "
-                    f"{self.backup_dir} and {self.history_path.name} from a copy).")
+        recovery = self.recovery
         backed_up = ResumableBackup.verified_epochs(self.backup_dir, recovery)
         recorded = _history_epochs(self.history_path)
         # history.csv is written just before the backup: it may be one epoch ahead.
