@@ -187,12 +187,18 @@ _SPECS = [
     ModelSpec("loco-fmnist-resnet-deep", "loco", "fashion_mnist", FASHION_MNIST_DEEP_ENCODER,
               "Greedy InfoMax with LoCo's overlapping modules: each module's InfoNCE loss "
               "also trains the first block of the next module; 3 modules of 3 blocks, "
-              "Fashion-MNIST.", epochs=12, module_at_a_time=True),
+              "Fashion-MNIST.", epochs=12, module_at_a_time=True,
+              paper="Xiong, Ren, Urtasun. LoCo: Local Contrastive Representation Learning. "
+                    "NeurIPS 2020 (on Loewe, O'Connor, Veeling. Putting An End to "
+                    "End-to-End. NeurIPS 2019)."),
     ModelSpec("gim4dir-fmnist-resnet-deep", "gim4dir", "fashion_mnist",
               FASHION_MNIST_DEEP_ENCODER,
               "Greedy InfoMax whose modules predict in four directions (down, up, right, "
               "left; CPC v2's) instead of downward only; 3 modules of 3 blocks, "
-              "Fashion-MNIST.", epochs=12, module_at_a_time=True),
+              "Fashion-MNIST.", epochs=12, module_at_a_time=True,
+              paper="Henaff et al. Data-Efficient Image Recognition with Contrastive "
+                    "Predictive Coding. ICML 2020 (on Loewe, O'Connor, Veeling. Putting An "
+                    "End to End-to-End. NeurIPS 2019)."),
     ModelSpec("cpc-fmnist-resnet-deep", "cpc", "fashion_mnist", FASHION_MNIST_DEEP_ENCODER,
               "End-to-end CPC baseline for the 3-block-module encoder: one InfoNCE loss on "
               "top with a row-causal autoregressor, Fashion-MNIST.", epochs=12),

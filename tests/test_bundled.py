@@ -23,7 +23,8 @@ def fmnist_test_images():
 
 
 @pytest.mark.parametrize("name", ["gim-fmnist-resnet", "cpc-fmnist-resnet",
-                                  "supervised-fmnist-resnet", "gim-fmnist-resnet-deep"])
+                                  "supervised-fmnist-resnet", "gim-fmnist-resnet-deep",
+                                  "loco-fmnist-resnet-deep"])
 def test_bundled_models_load_offline_and_are_pinned(name):
     assert set(presets.pinned_files(name)) >= {
         "config.json", "metadata.json", "model.weights.h5", "README.md", "metrics.json",
@@ -34,7 +35,7 @@ def test_bundled_models_load_offline_and_are_pinned(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [NAME, "gim-fmnist-resnet-deep"])
+@pytest.mark.parametrize("name", [NAME, "gim-fmnist-resnet-deep", "loco-fmnist-resnet-deep"])
 def test_bundled_tflite_files_agree_with_keras(fmnist_test_images, name):
     images, _ = fmnist_test_images
     folder = presets.BUNDLED_DIR / name
@@ -48,7 +49,7 @@ def test_bundled_tflite_files_agree_with_keras(fmnist_test_images, name):
     assert np.median(cosine) > 0.95
 
 
-@pytest.mark.parametrize("name", [NAME, "gim-fmnist-resnet-deep"])
+@pytest.mark.parametrize("name", [NAME, "gim-fmnist-resnet-deep", "loco-fmnist-resnet-deep"])
 def test_card_and_metrics_come_from_the_run(name):
     folder = presets.BUNDLED_DIR / name
     metrics = json.loads((folder / "metrics.json").read_text())
