@@ -81,6 +81,9 @@ class UnknownModelError(KeyError):
         return str(self.args[0])
 
 
+GIM_PAPER = "Loewe, O'Connor, Veeling. Putting An End to End-to-End. NeurIPS 2019."
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -92,7 +95,7 @@ class ModelSpec:
     batch_size: int = 32
     learning_rate: float = 2e-4
     num_classes: int = 10
-    paper: str = "Loewe, O'Connor, Veeling. Putting An End to End-to-End. NeurIPS 2019."
+    paper: str = GIM_PAPER
     license: str = "apache-2.0"
     # Linear probes read module features average-pooled to a probe_pool_to x probe_pool_to
     # grid: 1 is the paper's global pool (STL-10); 3 keeps the coarse layout that
@@ -189,16 +192,14 @@ _SPECS = [
               "also trains the first block of the next module; 3 modules of 3 blocks, "
               "Fashion-MNIST.", epochs=12, module_at_a_time=True,
               paper="Xiong, Ren, Urtasun. LoCo: Local Contrastive Representation Learning. "
-                    "NeurIPS 2020 (on Loewe, O'Connor, Veeling. Putting An End to "
-                    "End-to-End. NeurIPS 2019)."),
+                    "NeurIPS 2020. On " + GIM_PAPER),
     ModelSpec("gim4dir-fmnist-resnet-deep", "gim4dir", "fashion_mnist",
               FASHION_MNIST_DEEP_ENCODER,
               "Greedy InfoMax whose modules predict in four directions (down, up, right, "
               "left; CPC v2's) instead of downward only; 3 modules of 3 blocks, "
               "Fashion-MNIST.", epochs=12, module_at_a_time=True,
               paper="Henaff et al. Data-Efficient Image Recognition with Contrastive "
-                    "Predictive Coding. ICML 2020 (on Loewe, O'Connor, Veeling. Putting An "
-                    "End to End-to-End. NeurIPS 2019)."),
+                    "Predictive Coding. ICML 2020. On " + GIM_PAPER),
     ModelSpec("cpc-fmnist-resnet-deep", "cpc", "fashion_mnist", FASHION_MNIST_DEEP_ENCODER,
               "End-to-end CPC baseline for the 3-block-module encoder: one InfoNCE loss on "
               "top with a row-causal autoregressor, Fashion-MNIST.", epochs=12),
