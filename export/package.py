@@ -6,7 +6,8 @@
 Writes gim_zoo/pretrained/NAME/ (config.json, metadata.json, model.weights.h5, README.md,
 metrics.json, encoder.tflite, encoder_int8.tflite), model_cards/NAME.md, and pins every
 file's sha256 in gim_zoo/pretrained/manifest.json. With --out_dir=X only X is written
-(its card is X/README.md; the package's bundled copies, cards and manifest are untouched).
+(its card is X/README.md; the package's bundled copies, cards and manifest are untouched);
+X must be new or empty, or (with --overwrite) a model folder package.py wrote before.
 """
 
 import os
@@ -28,7 +29,11 @@ flags.DEFINE_string("run_dir", "", "finished train.py run directory")
 flags.DEFINE_string("ticket_dir", "", "lottery-ticket models: the training/lottery.py run")
 flags.DEFINE_integer("round", -1, "lottery-ticket models: the round to package (-1: the "
                      "sparsest within a point of the dense round)")
-flags.DEFINE_string("out_dir", "", "folder to write (default: the package's bundled copy)")
+flags.DEFINE_string("out_dir", "", "folder to write (default: the package's bundled copy): a "
+                    "new or empty folder, never the run directory, a folder inside it or "
+                    "one holding it")
+flags.DEFINE_bool("overwrite", False, "replace --out_dir if it holds a model folder written "
+                  "before (only then: a folder holding anything else is never replaced)")
 flags.DEFINE_string("data_dir", "", "dataset folder (representative images for int8)")
 flags.DEFINE_string("random_init_probes", "", "probes folder of the random-init baseline "
                     "(probe.py --random_init), recorded next to the model's probe scores")
@@ -45,10 +50,12 @@ def main(argv):
             if f.ticket_dir:
                 folder = package_ticket(f.model, f.ticket_dir,
                                         None if f.round < 0 else f.round, f.out_dir or None,
-                                        cards_dir, f.data_dir or None, f.note)
+                                        cards_dir, f.data_dir or None, f.note,
+                                        overwrite=f.overwrite)
             elif f.run_dir:
                 folder = package_run(f.model, f.run_dir, f.out_dir or None, cards_dir,
-                                     f.data_dir or None, f.note, f.random_init_probes or None)
+                                     f.data_dir or None, f.note, f.random_init_probes or None,
+                                     overwrite=f.overwrite)
             else:
                 raise ValueError("give --run_dir (a train.py run) or --ticket_dir (a lottery "
                                  "run)")

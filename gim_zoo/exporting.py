@@ -11,17 +11,36 @@ from pathlib import Path
 
 import numpy as np
 
-from gim_zoo.files import atomic_dir
+from gim_zoo.files import OutputExistsError, atomic_dir  # noqa: F401  (importable here)
+
+# What a SavedModel folder may hold (TensorFlow's layout); a folder with anything else in
+# it is not replaced, --overwrite or not: the rest is somebody's.
+SAVED_MODEL_ENTRIES = {"saved_model.pb": "file", "fingerprint.pb": "file",
+                       "keras_metadata.pb": "file", "variables": "dir", "assets": "dir"}
 
 
-class OutputExistsError(FileExistsError):
-    """The output path holds something an export will not replace."""
+def _foreign_entries(folder):
+    """Entries of `folder` that are not part of a SavedModel (links count as foreign)."""
+    foreign = []
+    for entry in Path(folder).iterdir():
+        kind = SAVED_MODEL_ENTRIES.get(entry.name)
+        if entry.is_symlink() or kind is None or (kind == "dir") != entry.is_dir():
+            foreign.append(entry.name)
+        elif entry.name == "variables":
+            foreign += [f"variables/{v.name}" for v in entry.iterdir()
+                        if v.is_symlink() or not v.is_file()
+                        or not v.name.startswith("variables.")]
+        elif entry.name == "assets":
+            foreign += [f"assets/{a.relative_to(entry)}" for a in entry.rglob("*")
+                        if a.is_symlink()]
+    return sorted(foreign)
 
 
 def check_output(path, overwrite=False, directory=False):
     """Refuse to replace what an export did not write: anything unless `overwrite`, and
     never a symbolic link (an export replaces paths, it does not write through links),
-    a folder where a file goes, or a folder that is not a SavedModel."""
+    a folder where a file goes, or a folder that holds anything but a SavedModel (a
+    user's other files in it would be deleted with it)."""
     path = Path(path)
     if not os.path.lexists(path):
         return
@@ -31,6 +50,11 @@ def check_output(path, overwrite=False, directory=False):
     if directory and not (path.is_dir() and (path / "saved_model.pb").is_file()):
         raise OutputExistsError(f"{path} exists and is not a SavedModel; refusing to "
                                 "replace it: choose another --out")
+    if directory and _foreign_entries(path):
+        raise OutputExistsError(
+            f"{path} holds a SavedModel and other files ({', '.join(_foreign_entries(path)[:4])}"
+            "); replacing it would delete them, --overwrite or not: move them out or choose "
+            "another --out")
     if not directory and path.is_dir():
         raise OutputExistsError(f"{path} is a folder; refusing to replace it with a file: "
                                 "choose another --out")

@@ -18,6 +18,20 @@ import tempfile
 from pathlib import Path
 
 
+class OutputExistsError(FileExistsError):
+    """An output path holds something a writer will not replace: a user's file or folder
+    (anything gim_zoo cannot prove it wrote), a link, or its own output without an
+    explicit overwrite."""
+
+
+def describe_contents(folder, limit=4):
+    """'a, b, c and 2 more': what a folder holds, for refusals that must say what they
+    protected."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in Path(folder).iterdir())
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more"
+                                       if len(names) > limit else "")
+
+
 def os_error_naming(e, path):
     """`e` as an OSError whose message names `path` (one line: the path and the OS
     error), for errors raised without a file name (h5py, fsync, a full disk)."""

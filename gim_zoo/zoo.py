@@ -40,10 +40,11 @@ def load(name: str, weights: str | os.PathLike | None = "pretrained",
     revision, hub_repo, cache_dir, endpoint: Hub options (a branch, tag or commit sha);
       by default the repository and commit the package manifest records for `name`.
     local_dir: a folder holding this model's files (or one sub-folder per model).
-    allow_other_architecture: for weights=FOLDER only. A folder must hold `name`'s encoder
-      class, and by default its registered architecture (widths, blocks, image size...);
-      pass True to load your own run of another size under this name. The class is always
-      checked. A folder's files are checked against its own metadata.json (which guards
+    allow_other_architecture: a folder must hold `name`'s encoder class, and by default its
+      registered architecture (widths, blocks, image size...); pass True to load your own
+      run of another size under this name (the class is always checked). A weights file
+      must hold exactly the registered encoder's arrays (paths and shapes); True loads the
+      arrays that match, with a warning naming the rest. A folder's files are checked against its own metadata.json (which guards
       against damage, not against tampering: only the package's manifest is a trust
       anchor); a folder without one loads with an UnverifiedFolderWarning.
 
@@ -55,8 +56,8 @@ def load(name: str, weights: str | os.PathLike | None = "pretrained",
             pins names a path outside its folder.
         InstallationError: the package manifest (gim_zoo/pretrained/manifest.json) is
             missing or unreadable (weights="pretrained").
-        ModelMismatchError: the folder holds another encoder class, or another
-            architecture without allow_other_architecture=True.
+        ModelMismatchError: the folder holds another encoder class, or (folder or weights
+            file) another architecture without allow_other_architecture=True.
         FileNotFoundError: `weights` is no folder, no file and not "pretrained".
         ValueError: a weights file or config.json that does not load.
     """
@@ -68,6 +69,10 @@ def load(name: str, weights: str | os.PathLike | None = "pretrained",
         # every file, config.json included, matches the package's pins for `name`: the
         # architecture is the published one; the class is still checked
         return read_encoder(folder, spec, allow_other_architecture=True)
+    if isinstance(weights, (str, os.PathLike)) and not str(weights).strip():
+        raise ValueError("weights='' names no file or folder (it would read as the current "
+                         "folder): pass 'pretrained', None, a model folder or a .weights.h5 "
+                         "file")
     path = Path(weights)
     if path.is_dir():
         if (path / presets.METADATA_FILE).is_file():
@@ -80,7 +85,8 @@ def load(name: str, weights: str | os.PathLike | None = "pretrained",
         return read_encoder(path, spec, allow_other_architecture)
     if path.is_file():
         encoder = spec.build_encoder()
-        load_weights_checked(encoder, path)
+        load_weights_checked(encoder, path, allow_other_architecture,
+                             described_as=f"{name}'s encoder")
         return encoder
     raise FileNotFoundError(
         f"weights={weights!r} is neither 'pretrained', None, a model folder nor a weights file")

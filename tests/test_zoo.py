@@ -75,7 +75,9 @@ def test_explicit_local_folder_wins_and_is_verified(fake_zoo, tmp_path, images):
 
 def test_weights_file_path_and_wrong_architecture(fake_zoo, tmp_path, tiny_encoder):
     folder, _ = fake_zoo
-    with pytest.raises(ValueError, match="cannot load .*model.weights.h5"):
+    with pytest.raises(presets.ModelMismatchError,
+                       match=r"model.weights.h5 holds the weights of another architecture.*"
+                             r"have another shape"):
         gim_zoo.load(NAME, weights=folder / "model.weights.h5")  # tiny vs registry widths
     path = tmp_path / "full.weights.h5"
     gim_zoo.load(NAME, weights=None).save_weights(path)

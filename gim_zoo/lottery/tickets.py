@@ -67,12 +67,14 @@ def ticket_config(run_dir):
 
 def load_ticket(run_dir, r):
     """(model, masks) of an IMP run as trained in round r, pruned weights exactly zero."""
+    from gim_zoo.presets import load_weights_checked
+
     config = ticket_config(run_dir)
     model = build_network(config["network"], config.get("seed", 0))
     masks = PruningMasks(model)
     path = trained_weights_path(run_dir, r)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: round {r} has not finished")
-    model.load_weights(path)
+    load_weights_checked(model, path)
     masks.assign(read_round_masks(masks, run_dir, r))
     return model, masks

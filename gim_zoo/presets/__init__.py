@@ -335,6 +335,7 @@ def resolve(name: str, hub_repo: str | None = None, revision: str | None = None,
 # The folder reader / writer and the upload, importable from gim_zoo.presets (last: they
 # import the names above).
 from gim_zoo.presets.folder import (ENCODER_CLASSES, check_folder_config,  # noqa: E402
+                                    check_model_folder_target, is_model_folder,
                                     load_weights_checked, read_encoder, write_model_folder)
 from gim_zoo.presets.upload import plan_upload, publish, unlisted_files  # noqa: E402
 
@@ -347,6 +348,7 @@ __all__ = [
     "file_pins", "folder_pins", "from_hub", "manifest_entry", "pin", "pinned_files",
     "pinned_path", "read_manifest", "read_metadata", "record_publication", "resolve",
     "verify_folder",
-    "check_folder_config", "load_weights_checked", "read_encoder", "write_model_folder",
+    "check_folder_config", "check_model_folder_target", "is_model_folder",
+    "load_weights_checked", "read_encoder", "write_model_folder",
     "plan_upload", "publish", "unlisted_files",
 ]

@@ -16,6 +16,7 @@ from gim_zoo import registry
 from gim_zoo.data import image_pipeline, load_split
 from gim_zoo.models.probe import balanced_subset, encode, probe_from_features
 from gim_zoo.files import atomic_write_json, sha256_of
+from gim_zoo.presets import load_weights_checked
 from experiments.run_directory import RunDirectory
 from experiments.pretraining import TrainConfig
 
@@ -80,7 +81,7 @@ def load_encoder(config):
             f"{run.encoder_weights_path} does not exist: the run has not finished an epoch "
             "and written its weights yet (re-run its train.py command to resume it)")
     encoder = spec.build_encoder(**train_config.encoder_overrides())
-    encoder.load_weights(run.encoder_weights_path)
+    load_weights_checked(encoder, run.encoder_weights_path)
     return (encoder, spec, Path(config.out_dir or run.path / "probes"),
             f"sha256:{sha256_of(run.encoder_weights_path)}")
 

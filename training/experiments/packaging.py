@@ -13,8 +13,8 @@ from pathlib import Path
 
 from gim_zoo import presets, registry
 from gim_zoo.exporting import export_tflite
-from gim_zoo.files import atomic_write_text, sha256_of
-from gim_zoo.presets import load_weights_checked, write_model_folder
+from gim_zoo.files import OutputExistsError, atomic_write_text, sha256_of
+from gim_zoo.presets import check_model_folder_target, load_weights_checked, write_model_folder
 from experiments.run_directory import RunDirectory
 from experiments import model_cards
 from experiments.pretraining import TrainConfig
@@ -188,10 +188,36 @@ def image_run_metrics(run_dir, seed, spec, note="", random_init_probes=None):
 METRICS_BY_MODALITY = {"image": image_run_metrics, "audio": audio_run_metrics}
 
 
+def check_out_dir(folder, source_dir, overwrite=False):
+    """Refuse, before any work, an output folder that would replace the run being packaged
+    (the run directory itself, a folder inside it or one holding it: `runs`, `.`) or
+    anything else that is not a model folder package.py wrote (see
+    check_model_folder_target). folder=None (the package's bundled copy) is always ours.
+
+    Raises:
+        OutputExistsError: the message names both folders.
+    """
+    if folder is None:
+        return
+    out, source = Path(folder).resolve(), Path(source_dir).resolve()
+    if out == source or source in out.parents or out in source.parents:
+        relation = ("is" if out == source else "is inside" if source in out.parents
+                    else "holds")
+        raise OutputExistsError(
+            f"--out_dir {folder} {relation} the run directory {source_dir} being packaged; "
+            "writing there would replace the run (its backup, history, metrics). Choose a "
+            "folder outside it, e.g. models/NAME")
+    check_model_folder_target(folder, overwrite)
+
+
 def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None, note="",
-                random_init_probes=None):
-    """Write the zoo folder for `name` from `run_dir`; returns the folder path."""
+                random_init_probes=None, overwrite=False):
+    """Write the zoo folder for `name` from `run_dir`; returns the folder path.
+
+    folder: where (None: the package's bundled copy, which it replaces); an existing
+      folder is replaced only if it is a model folder written before and `overwrite`."""
     spec = registry.get(name)
+    check_out_dir(folder, run_dir, overwrite)
     run = RunDirectory(run_dir)
     config = TrainConfig(**run.read_config())
     if config.model != name:
@@ -201,18 +227,21 @@ def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None, note=
     load_weights_checked(encoder, run.encoder_weights_path)
     metrics = METRICS_BY_MODALITY[spec.modality.name](
         run_dir, config.seed, spec, note, random_init_probes)
-    return _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir)
+    return _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir,
+                             overwrite=overwrite)
 
 
 def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=None,
-                   data_dir=None, note=""):
+                   data_dir=None, note="", overwrite=False):
     """Write the zoo folder of a lottery ticket from an IMP run (training/lottery.py):
-    the encoder as trained in the chosen round, pruned weights exactly zero."""
+    the encoder as trained in the chosen round, pruned weights exactly zero. folder and
+    overwrite as package_run's."""
     from gim_zoo.lottery import load_ticket
     from experiments.lottery_rounds import LotteryConfig, choose_round
     from experiments.reports import read_rounds
 
     spec = registry.get(name)
+    check_out_dir(folder, ticket_dir, overwrite)
     if not spec.ticket_of:
         raise ValueError(f"{name} is not a lottery-ticket model; package it with --run_dir")
     config = LotteryConfig(**RunDirectory(ticket_dir).read_config())
@@ -262,13 +291,14 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
         "packaged": datetime.date.today().isoformat(),
     }
     return _write_zoo_folder(spec, model.encoder, metrics, folder, cards_dir, data_dir,
-                             sparse=True)
+                             sparse=True, overwrite=overwrite)
 
 
-def _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir, sparse=False):
-    """folder=None: the bundled copy, pinned in the package manifest. Any other folder is
-    all that is written (besides cards_dir when given): the manifest pins only the
-    bundled copies, which gim_zoo.load checks."""
+def _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir, sparse=False,
+                      overwrite=False):
+    """folder=None: the bundled copy, pinned in the package manifest (replaced: it is the
+    package's own). Any other folder is all that is written (besides cards_dir when
+    given): the manifest pins only the bundled copies, which gim_zoo.load checks."""
     card = model_cards.render(spec, metrics)
     bundled = folder is None
     # images: the probe's pooled grid; audio: per-frame features, GRU unrolled for TFLite
@@ -278,7 +308,8 @@ def _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir, spars
         int8 = export_tflite(features, Path(tmp) / presets.TFLITE_INT8_FILE, quantize="int8",
                              representative_images=spec.modality.calibration_inputs(spec, data_dir))
         folder = write_model_folder(
-            encoder, folder or presets.BUNDLED_DIR / spec.name, spec.name, {
+            encoder, folder or presets.BUNDLED_DIR / spec.name, spec.name, overwrite=(
+                overwrite or bundled), extra_files={
                 presets.CARD_FILE: card,
                 presets.METRICS_FILE: json.dumps(metrics, indent=2, sort_keys=True) + "\n",
                 presets.TFLITE_FILE: fp32,
