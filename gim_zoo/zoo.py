@@ -65,7 +65,7 @@ def load(name: str, weights: str | os.PathLike | None = "pretrained",
     if weights is None:
         return spec.build_encoder()
     if isinstance(weights, str) and weights == "pretrained":
-        folder = presets.resolve(name, hub_repo, revision, local_dir, cache_dir, endpoint)
+        folder = presets.resolve(spec, hub_repo, revision, local_dir, cache_dir, endpoint)
         # every file, config.json included, matches the package's pins for `name`: the
         # architecture is the published one; the class is still checked
         return read_encoder(folder, spec, allow_other_architecture=True)

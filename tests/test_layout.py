@@ -1,7 +1,14 @@
 """The layout's rules (docs/layout.md): the library stands on its own."""
 
 import ast
+import json
+import os
+import sys
 from pathlib import Path
+
+import pytest
+
+from tests import subprocs
 
 LIBRARY = Path(__file__).resolve().parents[1] / "gim_zoo"
 FORBIDDEN = ("absl", "matplotlib", "experiments", "training")
@@ -27,3 +34,42 @@ def test_the_rule_sees_a_forbidden_import(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("def f():\n    from experiments.pretraining import train\n")
     assert list(imported_modules(sample)) == ["experiments.pretraining"]
+
+
+def registered_class_names():
+    """Classes decorated with register_keras_serializable in gim_zoo/models/, by name."""
+    names = set()
+    for path in sorted((LIBRARY / "models").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(
+                    "register_keras_serializable" in ast.unparse(d) for d in node.decorator_list):
+                names.add(node.name)
+    return names
+
+
+@pytest.mark.slow
+def test_importing_gim_zoo_models_registers_every_model_class():
+    """A model folder's config.json deserialises with plain Keras after `import
+    gim_zoo.models` (a fresh process: nothing else imported first)."""
+    config = LIBRARY / "pretrained" / "gim-fmnist-resnet" / "config.json"
+    code = ("import json, keras, gim_zoo.models; "
+            "print(json.dumps(sorted(k.split('>')[1] for k in keras.saving.get_custom_objects()"
+            " if k.startswith('gim_zoo>')))); "
+            f"m = keras.saving.deserialize_keras_object(json.load(open({str(config)!r}))); "
+            "print(type(m).__name__)")
+    proc = subprocs.run([sys.executable, "-c", code], env={
+        **os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""})
+    registered, built = proc.stdout.strip().splitlines()[-2:]
+    assert set(json.loads(registered)) == registered_class_names()
+    assert built == "PatchResNetEncoder"
+
+
+def test_presets_take_the_spec_they_are_given():
+    """The load path runs one way: zoo.load looks the name up in the registry once and
+    hands the spec down; presets never look it up again."""
+    offending = [f"{path.name}: {node.module}" for path in sorted((LIBRARY / "presets").glob("*.py"))
+                 for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.ImportFrom) and node.module
+                 and ("registry" in node.module
+                      or any(a.name == "registry" for a in node.names))]
+    assert offending == []

@@ -1,10 +1,10 @@
 """Tables (markdown) and a label-budget plot from the run directories under --runs.
 
-    python training/reports.py --runs=runs
-    python training/reports.py --tickets="ticket=runs/lth/t-seed*,random re-init=runs/lth/r-seed*"
-    python training/reports.py --finetune="runs/finetune/gim-fmnist-resnet-*"
-    python training/reports.py --teleport="runs/teleport/*"
-    python training/reports.py --audio="runs/*audio*/**/audio-*.json"
+    python training/report.py --runs=runs
+    python training/report.py --tickets="ticket=runs/lth/t-seed*,random re-init=runs/lth/r-seed*"
+    python training/report.py --finetune="runs/finetune/gim-fmnist-resnet-*"
+    python training/report.py --teleport="runs/teleport/*"
+    python training/report.py --audio="runs/*audio*/**/audio-*.json"
 """
 
 import glob

@@ -277,10 +277,11 @@ def from_hub(repo_id: str, revision: str | None, filenames,
                                   allow_patterns=list(filenames), endpoint=endpoint))
 
 
-def resolve(name: str, hub_repo: str | None = None, revision: str | None = None,
+def resolve(spec, hub_repo: str | None = None, revision: str | None = None,
             local_dir: str | os.PathLike | None = None,
             cache_dir: str | os.PathLike | None = None, endpoint: str | None = None) -> Path:
-    """A verified local folder holding `name`'s pretrained files.
+    """A verified local folder holding the pretrained files of `spec` (a registry
+    ModelSpec: the caller has looked its name up once; nothing here looks it up again).
 
     hub_repo: Hub repository to try (None: the one the manifest records for `name`, if
       it is published there).
@@ -288,16 +289,13 @@ def resolve(name: str, hub_repo: str | None = None, revision: str | None = None,
       its repository; another repository's default is its main branch).
 
     Raises:
-        UnknownModelError: `name` is not in the registry (and not in the manifest).
         WeightsNotAvailableError: the model is not published yet, or no source has it.
         IntegrityError: a file differs from its pinned sha256 or is missing.
         InstallationError: the package manifest is missing or unreadable.
     """
+    name = spec.name
     entry = manifest_entry(name)
     if entry is None:
-        from gim_zoo import registry
-
-        spec = registry.get(name)
         raise WeightsNotAvailableError(
             f"pretrained weights for {name!r} are not published yet. Train them with:\n  "
             f"{spec.training_command()}\nthen load them with "
