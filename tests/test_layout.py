@@ -3,6 +3,8 @@
 import ast
 import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -73,3 +75,30 @@ def test_presets_take_the_spec_they_are_given():
                  and ("registry" in node.module
                       or any(a.name == "registry" for a in node.names))]
     assert offending == []
+
+
+RECORD = ["config.json", "metrics.json", "probes/labels60-module3-pool3-seed0.json",
+          "history.csv", "loss_curves.png", "encoder.weights.h5",
+          "logs/train/events.out.tfevents.1.vm.1.1.v2"]
+WORKING_FILES = ["backup/latest.weights.h5", "backup/latest.weights.h5.sha256",
+                 "model.weights.h5", "run.lock", ".tmp-12-metrics.json", "encoder.tflite"]
+
+
+def _ignored(path):
+    proc = subprocess.run(["git", "check-ignore", "-q", "--no-index", path],
+                          cwd=LIBRARY.parent, capture_output=True)
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (LIBRARY.parent / ".git").exists(),
+                    reason="needs a git checkout")
+def test_gitignore_keeps_a_runs_record_and_leaves_out_its_working_files():
+    for name in RECORD:
+        assert not _ignored(f"runs/some-run/{name}"), name
+    for name in WORKING_FILES:
+        assert _ignored(f"runs/some-run/{name}"), name
+    tracked_but_ignored = subprocess.run(
+        ["git", "ls-files", "-ci", "--exclude-standard", "runs"], cwd=LIBRARY.parent,
+        capture_output=True, text=True).stdout.split()
+    assert tracked_but_ignored == []
