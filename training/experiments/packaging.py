@@ -23,10 +23,11 @@ from experiments.pretraining import TrainConfig
 def non_default_flags(config):
     """{flag: value} of a run's train.py settings that differ from the defaults (besides
     model, seed, out_dir and verbose), for the spec's training_command."""
-    defaults = TrainConfig()
+    defaults = {**dataclasses.asdict(TrainConfig()),
+                **config.data_defaults(registry.get(config.model))}  # its own data: no flag
     given = ("model", "seed", "out_dir", "verbose")
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)
-            if f.name not in given and getattr(config, f.name) != getattr(defaults, f.name)}
+            if f.name not in given and getattr(config, f.name) != defaults[f.name]}
 
 
 def read_probes(probes_dir, module=3, pool_to=1, weights=None):
@@ -124,6 +125,7 @@ def run_metrics(run_dir, module=None, pool_to=1, note="", random_init_probes=Non
                 if random_init_probes else {})
     training = {
         **records[-1],
+        "dataset": config.dataset or registry.get(config.model).dataset.name,
         "seed": config.seed,
         "train_examples": trained["train_examples"],
         "test_accuracy": trained.get("test_accuracy"),
@@ -180,9 +182,15 @@ def audio_run_metrics(run_dir, seed=0, spec=None, note="", random_init_probes=No
 
 
 def image_run_metrics(run_dir, seed, spec, note="", random_init_probes=None):
-    """metrics.json of an image model: training record plus probes at its probe pooling."""
-    return run_metrics(run_dir, pool_to=spec.probe_pool_to, note=note,
-                       random_init_probes=random_init_probes)
+    """metrics.json of an image model: training record (with the encoder's input shape)
+    plus probes at its probe pooling."""
+    metrics = run_metrics(run_dir, pool_to=spec.probe_pool_to, note=note,
+                          random_init_probes=random_init_probes)
+    config = TrainConfig(**RunDirectory(run_dir).read_config())
+    encoder = {**spec.encoder, **config.encoder_overrides()}
+    metrics["training"]["input_shape"] = [encoder["image_size"], encoder["image_size"],
+                                          encoder["channels"]]
+    return metrics
 
 
 METRICS_BY_MODALITY = {"image": image_run_metrics, "audio": audio_run_metrics}
@@ -201,7 +209,8 @@ def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None, note=
     load_weights_checked(encoder, run.encoder_weights_path)
     metrics = METRICS_BY_MODALITY[spec.modality.name](
         run_dir, config.seed, spec, note, random_init_probes)
-    return _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir)
+    return _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir,
+                             source=config.source())
 
 
 def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=None,
@@ -265,18 +274,22 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
                              sparse=True)
 
 
-def _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir, sparse=False):
+def _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir, sparse=False,
+                      source=None):
     """folder=None: the bundled copy, pinned in the package manifest. Any other folder is
     all that is written (besides cards_dir when given): the manifest pins only the
-    bundled copies, which gim_zoo.load checks."""
+    bundled copies, which gim_zoo.load checks. source: the data the run trained on (its
+    training images calibrate int8; default the model's registered source)."""
     card = model_cards.render(spec, metrics)
     bundled = folder is None
     # images: the probe's pooled grid; audio: per-frame features, GRU unrolled for TFLite
     features = spec.modality.export_model(encoder, spec)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_tflite(features, Path(tmp) / presets.TFLITE_FILE, sparse=sparse)
+        calibration = spec.modality.calibration_inputs(spec, data_dir, source=source,
+                                                       encoder=encoder)
         int8 = export_tflite(features, Path(tmp) / presets.TFLITE_INT8_FILE, quantize="int8",
-                             representative_images=spec.modality.calibration_inputs(spec, data_dir))
+                             representative_images=calibration)
         folder = write_model_folder(
             encoder, folder or presets.BUNDLED_DIR / spec.name, spec.name, {
                 presets.CARD_FILE: card,
