@@ -22,8 +22,8 @@ import tensorflow as tf
 
 from gim_zoo.data.sources import image_source
 
-# Encoded examples held by a streamed tfds split's per-epoch shuffle (its files are read
-# in a fixed order; a folder split shuffles its whole file list instead).
+# Encoded examples permuted together by a streamed tfds split's per-epoch shuffle (its records
+# are read in a fixed order; a folder split permutes its whole file list instead).
 STREAM_SHUFFLE_BUFFER = 4096
 _UNDECODABLE = "gim_zoo: cannot decode image:"
 
@@ -269,8 +269,22 @@ def train_pipeline(split, dataset, batch_size=32, seed=0, epochs=1, start_epoch=
         examples = split.examples()
 
         def epoch_order(epoch):
-            shuffled = examples.shuffle(STREAM_SHUFFLE_BUFFER, seed=seed * 1_000_003 + epoch,
-                                        reshuffle_each_iteration=False).take(used)
+            # Stateless, so a pure function of (seed, epoch): the records (in tfds' fixed
+            # order) rotated by a random offset, then each window of STREAM_SHUFFLE_BUFFER
+            # records permuted. (tf.data's shuffle takes no per-epoch tensor seed here.)
+            key = tf.stack([tf.constant(seed, tf.int64), -1 - epoch])
+            offset = tf.random.stateless_uniform([], key, 0, n, tf.int64)
+            rotated = examples.skip(offset).concatenate(examples.take(offset))
+
+            def permute(window, images, labels):
+                order = tf.random.experimental.stateless_shuffle(
+                    tf.range(tf.shape(labels, out_type=tf.int64)[0]),
+                    tf.stack([key[0], epoch * 2**20 + window]))
+                return tf.data.Dataset.from_tensor_slices(
+                    (tf.gather(images, order), tf.gather(labels, order)))
+
+            shuffled = rotated.batch(STREAM_SHUFFLE_BUFFER).enumerate().flat_map(
+                lambda window, batch: permute(window, *batch)).take(used)
             return shuffled.enumerate().map(
                 lambda position, pair: (epoch, position, pair[0], pair[1]))
 

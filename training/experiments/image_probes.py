@@ -157,14 +157,16 @@ def probe(config):
     settings = {"encoder": encoder_id, "module": module, "pool_to": pool_to,
                 "steps": config.steps, "probe_batch_size": config.batch_size,
                 "learning_rate": config.learning_rate}
-    if source.name != spec.dataset.name:  # (probes of the registered source predate this key)
+    # Probes of another source than the registered one say which, in their settings and
+    # file names (probes of the registered source predate the key).
+    prefix = ""
+    if source.name != spec.dataset.name:
         settings["dataset"] = source.name
-        if not config.out_dir and config.dataset and train_config and (
-                config.dataset != train_config.dataset):
-            out_dir = out_dir.with_name("probes-" + source.slug)
+        prefix = source.slug + "-"
 
     def path_of(seed, budget):
-        return out_dir / f"labels{budget or 'all'}-module{module}-pool{pool_to}-seed{seed}.json"
+        return out_dir / (f"{prefix}labels{budget or 'all'}-module{module}-pool{pool_to}"
+                          f"-seed{seed}.json")
 
     results, todo = [], []
     for seed in seeds:

@@ -23,6 +23,13 @@ def data_source(spec, metrics):
     return source_from_string(metrics.get("training", {}).get("dataset") or spec.dataset)
 
 
+def probe_source(spec, metrics):
+    """The source the linear probes were fitted and scored on (metrics.json's
+    linear_probe_dataset; by default the training source)."""
+    named = metrics.get("linear_probe_dataset")
+    return source_from_string(named) if named else data_source(spec, metrics)
+
+
 def _input_shape(spec, metrics):
     shape = metrics.get("training", {}).get("input_shape")
     if shape:
@@ -31,7 +38,7 @@ def _input_shape(spec, metrics):
 
 
 def front_matter(spec, metrics):
-    source = data_source(spec, metrics)
+    source = probe_source(spec, metrics)
     dataset = source.title
     dataset_type = source.hf_dataset or source.name
     lines = [
@@ -256,6 +263,7 @@ def render_images(spec, metrics):
     """The card of an image model."""
     source = data_source(spec, metrics)
     dataset = source.title
+    probed = probe_source(spec, metrics).title
     size, _, channels = _input_shape(spec, metrics)
     probes = metrics.get("linear_probe", {})
     baseline = metrics.get("random_init_linear_probe", {})
@@ -316,7 +324,7 @@ def render_images(spec, metrics):
             f"{_grid(spec)}, one softmax layer ("
             + ("fitted by `training/lottery.py` after the round"
                if ticket else "`python training/probe.py --run_dir=RUN --labels_per_class=N`")
-            + f"), {dataset} test set ({_test_images(probes)} images).",
+            + f"), {probed} test set ({_test_images(probes)} images).",
             "",
             *table,
             "",
