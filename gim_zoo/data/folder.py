@@ -166,19 +166,23 @@ def read_layout(path, test_fraction, holdout_seed):
                if os.path.isdir(os.path.join(path, name))}
     if "test" in present and "train" not in present:
         raise ImageFileError(f"{path} has a test/ folder but no train/ folder next to it")
-    train = list_split(present.get("train", path))
+    train = _listed(present.get("train", path))
     if "test" in present:
-        test = list_split(present["test"])
+        test = _listed(present["test"])
         if test[1] is not None and train[1] is not None:
             test = _relabel(test, train[2], present["test"])
     else:
         train, test = _hold_out(train, test_fraction, holdout_seed, path)
-    pretrain = list_split(present["unlabelled"]) if "unlabelled" in present else train
+    pretrain = _listed(present["unlabelled"]) if "unlabelled" in present else train
     layout = {"pretrain": pretrain, "train": train, "test": test}
-    for files, _, _ in {id(v): v for v in layout.values()}.values():
-        scan(files)
     return {role: (*_fixed_order(files, labels), names)
             for role, (files, labels, names) in layout.items()}
+
+
+def _listed(folder):
+    split = list_split(folder)
+    scan(split[0])
+    return split
 
 
 def _relabel(test, classes, folder):
@@ -194,8 +198,8 @@ def _relabel(test, classes, folder):
 
 def _hold_out(split, fraction, seed, path):
     files, labels, names = split
-    n_test = int(round(len(files) * fraction))
-    if n_test < 1 or n_test >= len(files):
+    n_test = max(1, int(round(len(files) * fraction)))
+    if n_test >= len(files):
         raise ImageFileError(
             f"{path}: {len(files)} image file(s) cannot be split into train and a "
             f"{fraction:g} test fraction; add images or a test/ folder")
