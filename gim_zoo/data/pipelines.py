@@ -20,7 +20,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from gim_zoo.data.sources import image_source
+from gim_zoo.data.sources import FASHION_MNIST, image_source
 
 # Encoded examples permuted together by a streamed tfds split's per-epoch shuffle (its records
 # are read in a fixed order; a folder split permutes its whole file list instead).
@@ -120,7 +120,7 @@ def _eval_transform(source):
     return transform
 
 
-def image_pipeline(images, labels=None, dataset="fashion_mnist", training=False,
+def image_pipeline(images, labels=None, dataset=FASHION_MNIST, training=False,
                    batch_size=32, seed=0, shuffle_buffer=10_000, drop_remainder=None,
                    augment=True):
     """Batched tf.data.Dataset of images (and labels if given).
@@ -172,7 +172,7 @@ def _permutation(seed, epoch, n, used):
     return tf.argsort(tf.random.stateless_uniform([n], seed=key))[:used]
 
 
-def epochs_pipeline(images, labels=None, dataset="fashion_mnist", batch_size=32, seed=0,
+def epochs_pipeline(images, labels=None, dataset=FASHION_MNIST, batch_size=32, seed=0,
                     epochs=1, start_epoch=0, augment=True):
     """Training batches of epochs start_epoch..epochs-1 as one dataset (fit it with
     steps_per_epoch = len(images) // batch_size), each epoch a pure function of

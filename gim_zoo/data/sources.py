@@ -112,7 +112,7 @@ class ImageSource:
         splits = {role: self.load(role, data_dir, max_examples if role != "test" else 0)
                   for role in roles}
         for role in labels:
-            if splits[role].labels is None:
+            if not splits[role].labelled:
                 raise SourceError(
                     f"{self.name}'s {self.split_name(role)} split has no labels, and this "
                     f"command needs them ({_LABEL_HINT})")

@@ -1,8 +1,8 @@
 """Loaded splits of image sources: in memory (ArraySplit) or streamed (FolderSplit,
 TfdsSplit). The pipelines (gim_zoo.data.pipelines) turn any of them into batches.
 
-Every split has `count`, `labels` (int64 array, or None when it has none), `first(n)` and
-`subset(indices)`. A streamed split also says how to read one example: `items()` (a
+Every split has `count`, `labelled`, `labels` (int64 array, or None when it has none),
+`first(n)` and `subset(indices)`. A streamed split also says how to read one example: `items()` (a
 tensor of file paths, for random access) or `examples()` (a dataset of encoded images in
 a fixed order), and `decode(item)` (uint8 image, its own size and channels).
 """
@@ -27,6 +27,10 @@ class ArraySplit:
         self.count = len(self.images)
         self.num_classes = 0 if self.labels is None or not self.count else int(
             self.labels.max()) + 1
+
+    @property
+    def labelled(self):
+        return self.labels is not None
 
     def first(self, n):
         return ArraySplit(self.images[:n], None if self.labels is None else self.labels[:n])
@@ -60,6 +64,10 @@ class FolderSplit:
             raise SourceError(f"--dataset={source.name}: {e}") from None
         split = cls(files, labels, names)
         return split.first(max_examples) if max_examples else split
+
+    @property
+    def labelled(self):
+        return self.labels is not None
 
     def first(self, n):
         return FolderSplit(self.paths[:n], None if self.labels is None else self.labels[:n],
@@ -154,6 +162,10 @@ class TfdsSplit:
 
     def examples(self):
         return self._dataset
+
+    @property
+    def labelled(self):
+        return self.has_labels
 
     @functools.cached_property
     def labels(self):

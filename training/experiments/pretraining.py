@@ -204,11 +204,12 @@ def _resolved_data(config, spec):
 def check_data(config, spec):
     """Open the splits the run reads (list a folder's files and check their headers, open
     a tfds builder) before anything is written: a bad source leaves no run directory."""
-    if spec.modality.name != "image":
-        return  # the speech corpora are checked as they load
+    source = config.source()
+    if spec.modality.name != "image" or source.in_memory:
+        return  # the speech corpora and in-memory built-ins are checked as they load
     supervised = spec.objective == "supervised"
     role = "train" if supervised else "pretrain"
-    splits = config.source().check(
+    splits = source.check(
         (role, "test"), config.data_dir, labels=("train",) if supervised else (),
         max_examples=0 if supervised and config.labels_per_class else config.max_examples)
     if splits[role].count < config.batch_size:
