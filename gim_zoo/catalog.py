@@ -22,7 +22,7 @@ def info(name: str) -> dict:
     details = {
         "name": spec.name,
         "objective": spec.objective,
-        "dataset": spec.dataset,
+        "dataset": spec.dataset.name,
         "summary": spec.summary,
         "paper": spec.paper,
         "license": spec.license,

@@ -70,6 +70,7 @@ def native_logs_captured(expected_errors=()):
 
 
 def _export(args):
+    from gim_zoo.data.sources import source_from_string
     from gim_zoo.exporting import check_output, export_saved_model, export_tflite
     from gim_zoo.zoo import load
     from gim_zoo import registry
@@ -87,8 +88,11 @@ def _export(args):
     elif args.format == "tflite":
         path = export_tflite(model, args.out, overwrite=args.overwrite)
     else:
+        calibration = spec.modality.calibration_inputs(
+            spec, args.data_dir or None, encoder=encoder,
+            source=source_from_string(args.dataset) if args.dataset else None)
         path = export_tflite(model, args.out, quantize="int8", overwrite=args.overwrite,
-                             representative_images=spec.modality.calibration_inputs(spec))
+                             representative_images=calibration)
     print(f"wrote {path} ({args.format}; {model.input_shape} -> {model.output_shape})")
 
 
@@ -124,6 +128,12 @@ def main(argv=None):
                    help="'pretrained', 'none' or a path to weights")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing export at --out (never another file or folder)")
+    p.add_argument("--dataset", default="",
+                   help="int8: the data whose training images calibrate the quantisation "
+                        "(fashion_mnist, stl10, tfds/NAME, folder/PATH; resized to the "
+                        "encoder's input); default the model's own")
+    p.add_argument("--data_dir", default="", help="int8: the dataset's data dir (tfds or "
+                   "Fashion-MNIST IDX files)")
     p.add_argument("--allow_other_architecture", action="store_true",
                    help="--weights=FOLDER of your own run of another size (other widths, "
                         "blocks...) under this name; the encoder class is always checked")

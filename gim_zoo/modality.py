@@ -1,12 +1,14 @@
 """Image or audio, said once.
 
-The registry gives each model spec its modality (`spec.modality`, chosen by the dataset);
+The registry gives each model spec its modality (`spec.modality`, its data source's);
 code that differs between images and speech asks the modality instead of branching on
 it: the encoder class and what it takes in, the supervised model, the inputs that
 calibrate int8 export, and the features an export writes. Experiment code (training/)
 keys its own per-modality pieces (training pipelines, card sections) by `modality.name`.
 
-Imports nothing heavy at module level: `gim_zoo.info` (no TensorFlow) reads specs.
+Imports nothing heavy at module level: `gim_zoo.info` (no TensorFlow) reads specs. Nor
+anything of gim_zoo.data: data sources point at their modality (gim_zoo.data.sources
+imports this module), never the other way round.
 """
 
 import dataclasses
@@ -22,7 +24,6 @@ class Modality:
     """What a modality is, as data; subclasses say what it does differently."""
     name: str
     inputs: str  # what the encoder takes, in words (error messages)
-    datasets: tuple  # registry dataset names
     encoder_module: str
     encoder_class_name: str
 
@@ -40,12 +41,14 @@ class ImageModality(Modality):
 
         return Classifier(encoder, num_classes, frozen=False, name="supervised")
 
-    def calibration_inputs(self, spec, data_dir=None, count=200):
-        """Training images that calibrate int8 export."""
-        from gim_zoo.data.datasets import load_split
-
-        images, _ = load_split(spec.dataset, "train", data_dir)
-        return images[:count]
+    def calibration_inputs(self, spec, data_dir=None, count=200, source=None, encoder=None):
+        """Training images that calibrate int8 export, as `encoder` (default: the spec's
+        registered one) takes them: `source`'s (default: the spec's) resized, cropped and
+        converted to the encoder's input."""
+        config = encoder.get_config() if encoder is not None else spec.encoder
+        source = (source or spec.dataset).fitted(config["image_size"], config["channels"],
+                                                 like=spec.dataset)
+        return source.calibration_inputs(data_dir, count)
 
     def export_model(self, encoder, spec, module=None, saved_model=False, grid=False,
                      pool_to=0):
@@ -64,12 +67,10 @@ class AudioModality(Modality):
 
         return FrameClassifier(encoder, num_classes, name="supervised")
 
-    def calibration_inputs(self, spec, data_dir=None, count=200):
+    def calibration_inputs(self, spec, data_dir=None, count=200, source=None, encoder=None):
         """Waveform crops of the speech corpus's training split."""
-        from gim_zoo.data.speech_corpus import DEFAULT_DIR, first_crops
-
-        return first_crops(data_dir or DEFAULT_DIR, "train", spec.encoder["crop_samples"],
-                           count)
+        return (source or spec.dataset).calibration_inputs(spec.encoder["crop_samples"],
+                                                           data_dir, count)
 
     def export_model(self, encoder, spec, module=None, saved_model=False, grid=False,
                      pool_to=0):
@@ -77,12 +78,5 @@ class AudioModality(Modality):
         return (encoder.feature_model if saved_model else encoder.export_model)(module)
 
 
-IMAGE = ImageModality("image", "images", ("fashion_mnist", "stl10"), "gim_zoo.models.resnet",
-                      "PatchResNetEncoder")
-AUDIO = AudioModality("audio", "16 kHz waveforms", ("espeak_speech", "librispeech"),
-                      "gim_zoo.models.audio", "AudioEncoder")
-
-
-def of_dataset(dataset):
-    """The modality of a registry dataset name."""
-    return AUDIO if dataset in AUDIO.datasets else IMAGE
+IMAGE = ImageModality("image", "images", "gim_zoo.models.resnet", "PatchResNetEncoder")
+AUDIO = AudioModality("audio", "16 kHz waveforms", "gim_zoo.models.audio", "AudioEncoder")

@@ -8,8 +8,9 @@ closest matches.
 import dataclasses
 import difflib
 import fnmatch
+import math
 
-from gim_zoo import modality
+from gim_zoo.data.sources import ESPEAK_SPEECH, FASHION_MNIST, LIBRISPEECH, STL10
 
 FASHION_MNIST_ENCODER = dict(
     # Pad 28 -> 32 inside the model, 8x8 patches with stride 4 (50% overlap, as the paper's
@@ -88,7 +89,7 @@ GIM_PAPER = "Loewe, O'Connor, Veeling. Putting An End to End-to-End. NeurIPS 201
 class ModelSpec:
     name: str
     objective: str  # "gim", "loco" (GIM with overlapping modules), "cpc" or "supervised"
-    dataset: str
+    dataset: object  # the data source it was trained on (gim_zoo.data.sources)
     encoder: dict
     summary: str
     epochs: int
@@ -135,7 +136,27 @@ class ModelSpec:
     @property
     def modality(self):
         """IMAGE or AUDIO (gim_zoo.modality): what differs between the two, said once."""
-        return modality.of_dataset(self.dataset)
+        return self.dataset.modality
+
+    def input_overrides(self, image_size=0, channels=0):
+        """Encoder overrides for images of image_size x image_size x channels (0: the
+        registered): the patch grid keeps its registered size (7x7), patches and stride
+        scale with the image and padding fills the rest, so the InfoNCE predictions and
+        the probe's pooling stay as registered. {} for the registered input."""
+        encoder = self.encoder
+        overrides = {}
+        if channels and channels != encoder["channels"]:
+            overrides["channels"] = channels
+        if image_size and image_size != encoder["image_size"]:
+            padded = encoder["image_size"] + 2 * encoder["pad"]
+            grid = (padded - encoder["patch_size"]) // encoder["patch_stride"] + 1
+            ratio = encoder["patch_size"] // encoder["patch_stride"]
+            stride = max(1, math.ceil(image_size / (grid - 1 + ratio)))
+            patch = ratio * stride
+            pad = max(0, math.ceil((stride * (grid - 1) + patch - image_size) / 2))
+            overrides.update(image_size=image_size, pad=pad, patch_size=patch,
+                             patch_stride=stride)
+        return overrides
 
     @property
     def infonce(self):
@@ -161,71 +182,71 @@ class ModelSpec:
 
 
 _SPECS = [
-    ModelSpec("gim-fmnist-resnet", "gim", "fashion_mnist", FASHION_MNIST_ENCODER,
+    ModelSpec("gim-fmnist-resnet", "gim", FASHION_MNIST, FASHION_MNIST_ENCODER,
               "Greedy InfoMax, 3 gradient-isolated pre-activation ResNet modules, "
               "Fashion-MNIST.", epochs=16),
-    ModelSpec("cpc-fmnist-resnet", "cpc", "fashion_mnist", FASHION_MNIST_ENCODER,
+    ModelSpec("cpc-fmnist-resnet", "cpc", FASHION_MNIST, FASHION_MNIST_ENCODER,
               "End-to-end CPC baseline: same encoder, one InfoNCE loss on top with a "
               "row-causal autoregressor, Fashion-MNIST.", epochs=8),
-    ModelSpec("supervised-fmnist-resnet", "supervised", "fashion_mnist",
+    ModelSpec("supervised-fmnist-resnet", "supervised", FASHION_MNIST,
               FASHION_MNIST_ENCODER,
               "Supervised baseline: same encoder trained end-to-end with labels.",
               epochs=4, learning_rate=1e-3),
-    ModelSpec("gim-fmnist-resnet-ticket", "gim", "fashion_mnist", FASHION_MNIST_ENCODER,
+    ModelSpec("gim-fmnist-resnet-ticket", "gim", FASHION_MNIST, FASHION_MNIST_ENCODER,
               "Lottery ticket of the GIM encoder: iterative magnitude pruning under its own "
               "InfoNCE losses (no labels), survivors rewound to their initial values; the "
               "sparsest round whose linear probe stays within a point of the dense round.",
               epochs=1, ticket_of="gim-fmnist-resnet", ticket_experiment="gim"),
-    ModelSpec("supervised-fmnist-resnet-ticket", "supervised", "fashion_mnist",
+    ModelSpec("supervised-fmnist-resnet-ticket", "supervised", FASHION_MNIST,
               FASHION_MNIST_ENCODER,
               "Lottery ticket of the supervised encoder: iterative magnitude pruning under "
               "cross-entropy, survivors rewound to their initial values; the sparsest round "
               "whose test accuracy stays within a point of the dense round.",
               epochs=1, learning_rate=1e-3, ticket_of="supervised-fmnist-resnet",
               ticket_experiment="resnet"),
-    ModelSpec("gim-fmnist-resnet-deep", "gim", "fashion_mnist", FASHION_MNIST_DEEP_ENCODER,
+    ModelSpec("gim-fmnist-resnet-deep", "gim", FASHION_MNIST, FASHION_MNIST_DEEP_ENCODER,
               "Greedy InfoMax, 3 gradient-isolated modules of 3 pre-activation ResNet "
               "blocks each, trained one module at a time, Fashion-MNIST.", epochs=12,
               module_at_a_time=True),
-    ModelSpec("loco-fmnist-resnet-deep", "loco", "fashion_mnist", FASHION_MNIST_DEEP_ENCODER,
+    ModelSpec("loco-fmnist-resnet-deep", "loco", FASHION_MNIST, FASHION_MNIST_DEEP_ENCODER,
               "Greedy InfoMax with LoCo's overlapping modules: each module's InfoNCE loss "
               "also trains the first block of the next module; 3 modules of 3 blocks, "
               "Fashion-MNIST.", epochs=12, module_at_a_time=True,
               paper="Xiong, Ren, Urtasun. LoCo: Local Contrastive Representation Learning. "
                     "NeurIPS 2020. On " + GIM_PAPER),
-    ModelSpec("gim4dir-fmnist-resnet-deep", "gim4dir", "fashion_mnist",
+    ModelSpec("gim4dir-fmnist-resnet-deep", "gim4dir", FASHION_MNIST,
               FASHION_MNIST_DEEP_ENCODER,
               "Greedy InfoMax whose modules predict in four directions (down, up, right, "
               "left; CPC v2's) instead of downward only; 3 modules of 3 blocks, "
               "Fashion-MNIST.", epochs=12, module_at_a_time=True,
               paper="Henaff et al. Data-Efficient Image Recognition with Contrastive "
                     "Predictive Coding. ICML 2020. On " + GIM_PAPER),
-    ModelSpec("cpc-fmnist-resnet-deep", "cpc", "fashion_mnist", FASHION_MNIST_DEEP_ENCODER,
+    ModelSpec("cpc-fmnist-resnet-deep", "cpc", FASHION_MNIST, FASHION_MNIST_DEEP_ENCODER,
               "End-to-end CPC baseline for the 3-block-module encoder: one InfoNCE loss on "
               "top with a row-causal autoregressor, Fashion-MNIST.", epochs=12),
-    ModelSpec("supervised-fmnist-resnet-deep", "supervised", "fashion_mnist",
+    ModelSpec("supervised-fmnist-resnet-deep", "supervised", FASHION_MNIST,
               FASHION_MNIST_DEEP_ENCODER,
               "Supervised baseline for the 3-block-module encoder, trained end-to-end with "
               "labels.", epochs=12, learning_rate=1e-3),
-    ModelSpec("gim-stl10-resnet", "gim", "stl10", STL10_ENCODER,
+    ModelSpec("gim-stl10-resnet", "gim", STL10, STL10_ENCODER,
               "Greedy InfoMax with the paper's configuration on STL-10 (ResNet-50 stages "
               "[3, 4, 6]); 300 epochs, Adam 2e-4, batch 32.", epochs=300, probe_pool_to=1),
-    ModelSpec("cpc-stl10-resnet", "cpc", "stl10", STL10_ENCODER,
+    ModelSpec("cpc-stl10-resnet", "cpc", STL10, STL10_ENCODER,
               "End-to-end CPC baseline with the paper's configuration on STL-10.",
               epochs=300, probe_pool_to=1),
-    ModelSpec("gim-espeak-audio", "gim", "espeak_speech", SPEECH_ENCODER,
+    ModelSpec("gim-espeak-audio", "gim", ESPEAK_SPEECH, SPEECH_ENCODER,
               "Greedy InfoMax on raw audio: 5 strided Conv1D modules and a GRU module, each "
               "with its own InfoNCE loss; trained on the synthetic espeak-ng corpus.",
               epochs=60, batch_size=8),
-    ModelSpec("cpc-espeak-audio", "cpc", "espeak_speech", SPEECH_ENCODER,
+    ModelSpec("cpc-espeak-audio", "cpc", ESPEAK_SPEECH, SPEECH_ENCODER,
               "End-to-end CPC baseline on raw audio: the same conv + GRU encoder, one "
               "InfoNCE loss on the GRU output; synthetic espeak-ng corpus.",
               epochs=60, batch_size=8),
-    ModelSpec("gim-librispeech-audio", "gim", "librispeech", PAPER_SPEECH_ENCODER,
+    ModelSpec("gim-librispeech-audio", "gim", LIBRISPEECH, PAPER_SPEECH_ENCODER,
               "Greedy InfoMax with the paper's audio configuration (512 channels, GRU 256) "
               "on LibriSpeech train-clean-100 through tensorflow-datasets.",
               epochs=1000, batch_size=8),
-    ModelSpec("supervised-espeak-audio", "supervised", "espeak_speech", SPEECH_ENCODER,
+    ModelSpec("supervised-espeak-audio", "supervised", ESPEAK_SPEECH, SPEECH_ENCODER,
               "Supervised audio baseline: the same conv + GRU encoder trained end-to-end to "
               "classify the phone of every 10 ms frame; synthetic espeak-ng corpus.",
               epochs=60, batch_size=8, learning_rate=1e-3),

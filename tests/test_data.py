@@ -76,7 +76,7 @@ def test_training_pipeline_augments_eval_pipeline_does_not():
 
 
 def test_stl10_without_data_names_the_fetch_command(tmp_path):
-    from gim_zoo.data import load_stl10
+    from gim_zoo.data.sources import STL10
 
     with pytest.raises(DatasetNotFoundError, match="download_and_prepare"):
-        load_stl10("unlabelled", data_dir=str(tmp_path))
+        STL10.load("pretrain", data_dir=str(tmp_path))

@@ -56,3 +56,29 @@ def test_finetune_refuses_bad_settings_before_writing_anything(tmp_path):
     with pytest.raises(ValueError, match="dropout"):
         finetune(FinetuneConfig(dropout=1.5, out_dir=str(tmp_path / "x")))
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_finetune_on_a_labelled_folder(tmp_path):
+    """--dataset: a folder with class subfolders (RGB, 40x40) fine-tunes the bundled
+    28x28 grayscale encoder, resized and converted; a flat folder is refused unwritten."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 12), ("test", 6)):
+        for i in range(count):
+            path = tmp_path / "data" / split / f"class{i % 3}" / f"{i}.png"
+            tf.io.write_file(str(path), tf.io.encode_png(
+                rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)))
+    m = finetune(FinetuneConfig(dataset=f"folder/{tmp_path / 'data'}", labels_per_class=2,
+                                epochs=1, batch_size=3, out_dir=str(tmp_path / "run"),
+                                verbose=0))
+    assert (m["train_examples"], m["test_examples"]) == (6, 6)
+    assert m["dataset"] == f"folder/{tmp_path / 'data'}" and 0 <= m["test_accuracy"] <= 1
+    for i in range(6):
+        tf.io.write_file(str(tmp_path / "flat" / f"{i}.png"),
+                         tf.io.encode_png(rng.integers(0, 256, (28, 28, 1), dtype=np.uint8)))
+    with pytest.raises(ValueError, match="has no labels"):
+        finetune(FinetuneConfig(dataset=f"folder/{tmp_path / 'flat'}",
+                                out_dir=str(tmp_path / "flat-run")))
+    assert not (tmp_path / "flat-run").exists()

@@ -2,6 +2,7 @@
 
     python training/finetune.py --model=gim-fmnist-resnet --rifle_times=2 --seed=0
     python training/finetune.py --dropout=0.5            # the dropout baseline
+    python training/finetune.py --dataset=folder/data/my_labelled --labels_per_class=20
     bash training/rifle_results.sh                        # the README's table and plot
 """
 

@@ -1,7 +1,9 @@
-"""Linear probe on a frozen encoder: test top-1 for a label budget.
+r"""Linear probe on a frozen encoder: test top-1 for a label budget.
 
     python training/probe.py --run_dir=runs/x --labels_per_class=60,600,0
     python training/probe.py --random_init --model=gim-fmnist-resnet --labels_per_class=60
+    python training/probe.py --run_dir=runs/mine --dataset=folder/data/my_labelled \
+        --labels_per_class=10,0       # a run trained on unlabelled images, probed on labelled
 """
 
 import os

@@ -1,7 +1,15 @@
-"""Train a zoo model (Greedy InfoMax, end-to-end CPC or supervised) into a run directory.
+r"""Train a zoo model (Greedy InfoMax, end-to-end CPC or supervised) into a run directory.
 
     python training/train.py --model=gim-fmnist-resnet --epochs=2 --out_dir=runs/x
+    python training/train.py --model=gim-fmnist-resnet --dataset=folder/data/my_images \
+        --image_size=32 --channels=3 --out_dir=runs/mine     # your own images
+    python training/train.py --model=gim-stl10-resnet --dataset=stl10 --out_dir=runs/stl10
+    python training/train.py --model=gim-fmnist-resnet --dataset=tfds/cifar10 \
+        --image_size=32 --channels=3 --out_dir=runs/c10
 
+--dataset: fashion_mnist, stl10 (built-ins), tfds/NAME[:CONFIG] (a tensorflow-datasets
+image dataset) or folder/PATH (class subfolders = labels, a flat folder = unlabelled;
+PATH/train and PATH/test = the splits); docs/own-images.md.
 Re-running the same command resumes from the last completed epoch.
 """
 

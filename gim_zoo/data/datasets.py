@@ -1,36 +1,26 @@
-"""One call per dataset kind, by registry dataset name: labelled image splits and speech
-splits. Drivers, the demo and benchmarks read data through these, not through the trainer."""
+"""One call per dataset kind, for any source (gim_zoo.data.sources) or its name: image
+splits held in memory as arrays, and speech splits. Drivers, the demo and benchmarks read
+data through these or through `source.load(role)`."""
 
-from gim_zoo.data.fashion_mnist import load_fashion_mnist
-from gim_zoo.data.stl10 import load_stl10
+from gim_zoo.data.sources import source_from_string
 
 
 def load_split(dataset, split, data_dir=None):
-    """(images, labels) numpy arrays for Fashion-MNIST; a tf.data.Dataset for STL-10."""
-    if dataset == "fashion_mnist":
-        return load_fashion_mnist(split, data_dir or None)
-    if dataset == "stl10":
-        return load_stl10(split, data_dir or None), None
-    raise ValueError(f"unknown dataset {dataset!r}")
+    """(images uint8 (N, H, W, C), labels (N,)) of an in-memory source's split ("train" or
+    "test"); streamed sources (tfds, folders) are read with source.load(role) and the
+    pipelines of gim_zoo.data.pipelines instead."""
+    source = source_from_string(dataset)
+    if not source.in_memory:
+        raise ValueError(f"{source.name} is streamed, not held in memory: read it with "
+                         f"source.load({split!r}) and gim_zoo.data.pipelines.eval_pipeline")
+    loaded = source.load(split, data_dir)
+    return loaded.images, loaded.labels
 
 
 def load_speech(dataset, split, data_dir=None, alignment_file=None, max_utterances=None):
     """(waveforms, speaker indices, per-frame phone labels; -1 = unlabelled) of a speech
-    dataset: the espeak-ng corpus, or LibriSpeech train-clean-100 through tfds.
+    source: the espeak-ng corpus, or LibriSpeech train-clean-100 through tfds.
 
     max_utterances: the corpus: the first N of the split; LibriSpeech: read only the
     first N utterances of train-clean-100 (held in memory), then split them."""
-    if dataset == "espeak_speech":
-        from gim_zoo.data.speech_corpus import DEFAULT_DIR, read_split
-
-        audio, speakers, labels = read_split(data_dir or DEFAULT_DIR, split)
-        if max_utterances:
-            audio, speakers, labels = (audio[:max_utterances], speakers[:max_utterances],
-                                       labels[:max_utterances])
-        return audio, speakers, labels
-    if dataset == "librispeech":
-        from gim_zoo.data.librispeech import load_librispeech
-
-        return load_librispeech(split, data_dir, alignment_file,
-                                max_utterances=max_utterances)
-    raise ValueError(f"unknown speech dataset {dataset!r}")
+    return source_from_string(dataset).load(split, data_dir, alignment_file, max_utterances)

@@ -220,6 +220,17 @@ def read_split(corpus_dir, split, hop=FRAME_HOP):
     return audio, np.array(speakers, np.int32), labels
 
 
+def load_corpus(split, data_dir=None, alignment_file=None, max_utterances=None):
+    """read_split of the corpus at data_dir (default DEFAULT_DIR), its first max_utterances
+    only if given: the loader of the espeak_speech source (alignment_file: LibriSpeech's
+    argument, unused: the corpus carries its own phone labels)."""
+    audio, speakers, labels = read_split(data_dir or DEFAULT_DIR, split)
+    if max_utterances:
+        audio, speakers, labels = (audio[:max_utterances], speakers[:max_utterances],
+                                   labels[:max_utterances])
+    return audio, speakers, labels
+
+
 def crops_dataset(audio, speakers, labels, crop_samples, hop=FRAME_HOP, batch_size=8,
                   training=True, seed=0):
     """tf.data of (waveform (crop,), speaker, phone labels (crop // hop,)) batches.

@@ -7,6 +7,7 @@ from absl import flags
 from gim_zoo.cli import native_logs_captured
 
 with native_logs_captured():  # TensorFlow's import-time CUDA probing, noise on CPU machines
+    import tensorflow  # noqa: F401  (every script needs it; imported here, hushed)
     from gim_zoo.data import DatasetNotFoundError
 from gim_zoo.registry import UnknownModelError
 from experiments.run_directory import ConfigMismatchError

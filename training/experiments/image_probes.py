@@ -13,7 +13,8 @@ import keras
 import numpy as np
 
 from gim_zoo import registry
-from gim_zoo.data import image_pipeline, load_split
+from gim_zoo.data.pipelines import corrupt_images_named, eval_pipeline
+from gim_zoo.data.sources import image_source
 from gim_zoo.models.probe import balanced_subset, encode, probe_from_features
 from gim_zoo.files import atomic_write_json, sha256_of
 from gim_zoo.presets import load_weights_checked
@@ -38,8 +39,17 @@ class ProbeConfig:
     out_dir: str = ""
     verbose: int = 1
     redo: bool = False
+    dataset: str = ""
+    test_fraction: float = 0.0
 
     HELP = {
+        "dataset": "labelled data the probe fits (its train split) and scores (its test "
+                   "split): '' the run's training source (for STL-10 its labelled "
+                   "train/test splits), or any source as train.py --dataset takes it "
+                   "(fashion_mnist, stl10, tfds/NAME[:CONFIG], folder/PATH with class "
+                   "subfolders), resized and converted to the encoder's input",
+        "test_fraction": "folder/PATH without PATH/test: the fraction of files held out "
+                         "as the test split; 0: the run's (or 0.1)",
         "run_dir": "run directory written by training/train.py (its encoder is probed)",
         "model": "registry model to build untrained, with --random_init",
         "random_init": "probe a randomly initialised encoder (baseline); needs --model",
@@ -59,9 +69,26 @@ class ProbeConfig:
     }
 
 
+def train_config_of(run):
+    """The TrainConfig a run directory was made with."""
+    return TrainConfig(**{k: v for k, v in run.read_config().items()
+                          if k in {f.name for f in dataclasses.fields(TrainConfig)}})
+
+
+def probe_source(config, spec, train_config, encoder):
+    """The labelled source the probe reads, fitted to the encoder's input: --dataset, else
+    the run's training source, else the model's."""
+    own = (train_config.dataset if train_config else "") or spec.dataset.name
+    name = config.dataset or own
+    fraction = config.test_fraction or (
+        train_config.test_fraction if train_config and name == own else 0.0)
+    return image_source(name, fraction).fitted(encoder.image_size, encoder.channels,
+                                               like=spec.dataset)
+
+
 def load_encoder(config):
-    """(encoder, spec, where results go, what identifies the encoder's weights) for a run
-    directory or a random-init baseline."""
+    """(encoder, spec, the run's TrainConfig or None, where results go, what identifies
+    the encoder's weights) for a run directory or a random-init baseline."""
     if config.random_init:
         if not config.model:
             raise ValueError("--random_init needs --model (which encoder to build)")
@@ -69,12 +96,11 @@ def load_encoder(config):
         keras.utils.set_random_seed(config.seed)
         encoder = spec.build_encoder()
         out_dir = Path(config.out_dir or f"runs/random-init-{spec.name}-seed{config.seed}")
-        return encoder, spec, out_dir, f"random-init {spec.name} seed {config.seed}"
+        return encoder, spec, None, out_dir, f"random-init {spec.name} seed {config.seed}"
     if not config.run_dir:
         raise ValueError("give --run_dir (a trained run) or --random_init --model=NAME")
     run = RunDirectory(config.run_dir)
-    train_config = TrainConfig(**{k: v for k, v in run.read_config().items()
-                                  if k in {f.name for f in dataclasses.fields(TrainConfig)}})
+    train_config = train_config_of(run)
     spec = registry.get(train_config.model)
     if not run.encoder_weights_path.exists():
         raise FileNotFoundError(
@@ -82,7 +108,7 @@ def load_encoder(config):
             "and written its weights yet (re-run its train.py command to resume it)")
     encoder = spec.build_encoder(**train_config.encoder_overrides())
     load_weights_checked(encoder, run.encoder_weights_path)
-    return (encoder, spec, Path(config.out_dir or run.path / "probes"),
+    return (encoder, spec, train_config, Path(config.out_dir or run.path / "probes"),
             f"sha256:{sha256_of(run.encoder_weights_path)}")
 
 
@@ -125,15 +151,23 @@ def probe(config):
     the list of result dicts (earlier ones marked `reused`)."""
     budgets = parse_budgets(config.labels_per_class)
     seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
-    encoder, spec, out_dir, encoder_id = load_encoder(config)
+    encoder, spec, train_config, out_dir, encoder_id = load_encoder(config)
+    source = probe_source(config, spec, train_config, encoder)
     pool_to = config.pool_to or spec.probe_pool_to
     module = config.module or encoder.num_modules
     settings = {"encoder": encoder_id, "module": module, "pool_to": pool_to,
                 "steps": config.steps, "probe_batch_size": config.batch_size,
                 "learning_rate": config.learning_rate}
+    # Probes of another source than the registered one say which, in their settings and
+    # file names (probes of the registered source predate the key).
+    prefix = ""
+    if source.name != spec.dataset.name:
+        settings["dataset"] = source.name
+        prefix = source.slug + "-"
 
     def path_of(seed, budget):
-        return out_dir / f"labels{budget or 'all'}-module{module}-pool{pool_to}-seed{seed}.json"
+        return out_dir / (f"{prefix}labels{budget or 'all'}-module{module}-pool{pool_to}"
+                          f"-seed{seed}.json")
 
     results, todo = [], []
     for seed in seeds:
@@ -147,22 +181,24 @@ def probe(config):
                 todo.append((seed, budget))
     if not todo:
         return results
-    train_images, train_labels = load_split(spec.dataset, "train", config.data_dir)
-    test_images, test_labels = load_split(spec.dataset, "test", config.data_dir)
+    # Before any encoding and any file: a source without labels is refused here.
+    train_split, test_split = source.check(("train", "test"), config.data_dir,
+                                           labels=("train", "test")).values()
     # Each budget's examples are drawn from the full training split (the same ones as a
     # single-budget run); only their union is encoded.
-    subsets = {(s, b): balanced_subset(train_labels, b or None, s) for s, b in todo}
+    subsets = {(s, b): balanced_subset(train_split.labels, b or None, s) for s, b in todo}
     union = np.unique(np.concatenate(list(subsets.values())))
-    train = encode(encoder, module, image_pipeline(train_images[union], train_labels[union],
-                                                   spec.dataset, batch_size=256), pool_to,
-                   config.verbose)
-    test = encode(encoder, module, image_pipeline(test_images, test_labels, spec.dataset,
-                                                  batch_size=256), pool_to, config.verbose)
+    with corrupt_images_named():
+        train = encode(encoder, module, eval_pipeline(train_split.subset(union), source, 256),
+                       pool_to, config.verbose)
+        test = encode(encoder, module, eval_pipeline(test_split, source, 256), pool_to,
+                      config.verbose)
+    num_classes = source.num_classes or train_split.num_classes
     for seed, budget in subsets:
         keep = np.searchsorted(union, subsets[seed, budget])
         _, metrics = probe_from_features(
             encoder, module, pool_to, (train[0][keep], train[1][keep]), test,
-            num_classes=spec.num_classes, steps=config.steps, batch_size=config.batch_size,
+            num_classes=num_classes, steps=config.steps, batch_size=config.batch_size,
             learning_rate=config.learning_rate, seed=seed, verbose=config.verbose)
         result = {
             "source": "random-init" if config.random_init else str(config.run_dir),

@@ -21,6 +21,7 @@ import numpy as np
 
 from gim_zoo import registry
 from gim_zoo.data import image_pipeline, load_fashion_mnist
+from gim_zoo.data.sources import FASHION_MNIST
 from gim_zoo.files import atomic_save_weights, atomic_write_json
 from gim_zoo.lottery import LAYERWISE_RATES, NETWORKS, PruneWithRewind, PruningMasks
 from gim_zoo.lottery.networks import build_network
@@ -37,7 +38,7 @@ def known_networks():
     """LeNet-300-100, Conv-2 and the registered Fashion-MNIST encoders (GIM/CPC pruned
     under InfoNCE, supervised under cross-entropy; the driver's data are Fashion-MNIST)."""
     return sorted(NETWORKS) + [n for n in registry.list_models()
-                               if registry.get(n).dataset == "fashion_mnist"
+                               if registry.get(n).dataset is FASHION_MNIST
                                and not registry.get(n).ticket_of]
 
 

@@ -3,10 +3,8 @@ and a model's metrics.json: no number in a card is typed by hand."""
 
 import json
 
-HF_DATASETS = {"fashion_mnist": "zalando-datasets/fashion_mnist", "stl10": "tanganke/stl10"}
-DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "stl10": "STL-10"}
-DATA_SOURCES = {"fashion_mnist": "the IDX files of Debian's dataset-fashion-mnist, the "
-                                 "same files tensorflow-datasets downloads"}
+from gim_zoo.data.sources import source_from_string
+
 BUDGET_NAMES = {"60": "1% labels (60/class)", "600": "10% labels (600/class)",
                 "all": "100% labels"}
 
@@ -19,8 +17,30 @@ def _yaml_str(value):
     return json.dumps(str(value))  # a JSON string is a valid YAML scalar
 
 
+def data_source(spec, metrics):
+    """The source the packaged run trained on (metrics.json's training.dataset; older
+    metrics: the model's registered source)."""
+    return source_from_string(metrics.get("training", {}).get("dataset") or spec.dataset)
+
+
+def probe_source(spec, metrics):
+    """The source the linear probes were fitted and scored on (metrics.json's
+    linear_probe_dataset; by default the training source)."""
+    named = metrics.get("linear_probe_dataset")
+    return source_from_string(named) if named else data_source(spec, metrics)
+
+
+def _input_shape(spec, metrics):
+    shape = metrics.get("training", {}).get("input_shape")
+    if shape:
+        return tuple(shape)
+    return (spec.encoder["image_size"], spec.encoder["image_size"], spec.encoder["channels"])
+
+
 def front_matter(spec, metrics):
-    dataset = DATASET_NAMES[spec.dataset]
+    source = probe_source(spec, metrics)
+    dataset = source.title
+    dataset_type = source.hf_dataset or source.name
     lines = [
         "---",
         "library_name: keras",
@@ -30,8 +50,7 @@ def front_matter(spec, metrics):
         *[f"- {t}" for t in ("keras", "tensorflow", "tflite", "self-supervised",
                              "greedy-infomax", spec.objective, "gim_zoo",
                              *(["lottery-ticket", "sparse"] if spec.ticket_of else []))],
-        "datasets:",
-        f"- {HF_DATASETS[spec.dataset]}",
+        *(["datasets:", f"- {source.hf_dataset}"] if source.hf_dataset else []),
         "model-index:",
         f"- name: {spec.name}",
         "  results:",
@@ -42,8 +61,8 @@ def front_matter(spec, metrics):
             "      type: image-classification",
             f"      name: {_yaml_str('Linear probe, ' + _budget_name(budget))}",
             "    dataset:",
-            f"      name: {dataset}",
-            f"      type: {HF_DATASETS[spec.dataset]}",
+            f"      name: {_yaml_str(dataset) if ':' in dataset else dataset}",
+            f"      type: {_yaml_str(dataset_type) if ':' in dataset_type else dataset_type}",
             "      split: test",
             "    metrics:",
             "    - type: accuracy",
@@ -139,21 +158,6 @@ FILES_SECTION = [
     "file), `model.weights.h5`, `metrics.json`, `encoder.tflite`, `encoder_int8.tflite`.",
     "",
 ]
-AUDIO_DATASETS = {"espeak_speech": "synthetic speech (espeak-ng corpus of gim_zoo)",
-                  "librispeech": "LibriSpeech train-clean-100"}
-AUDIO_SOURCES = {
-    "espeak_speech": (
-        "**synthetic speech**: a deterministic corpus that Debian's espeak-ng speaks "
-        "(`python training/make_speech_corpus.py`; several voices as speakers, per-frame "
-        "phone labels from espeak-ng's phoneme events), on a 2-core CPU machine with no GPU "
-        "and no network. Not LibriSpeech, not the paper's model size (128 channels and a "
-        "128-unit GRU instead of 512 / 256): the numbers below are not comparable with the "
-        "paper's."),
-    "librispeech": "LibriSpeech train-clean-100 (tensorflow-datasets), with the phone "
-                   "alignments named in metrics.json.",
-}
-
-
 def audio_front_matter(spec, metrics):
     lines = [
         "---",
@@ -167,6 +171,7 @@ def audio_front_matter(spec, metrics):
         f"- name: {spec.name}",
         "  results:",
     ]
+    source = data_source(spec, metrics)
     probes = metrics.get("linear_probe", {})
     probe = max(probes.values(), key=lambda p: p["module"]) if probes else None
     for task, key in (("Phone classification per 10 ms frame", "phone_accuracy"),
@@ -179,8 +184,8 @@ def audio_front_matter(spec, metrics):
             "      type: audio-classification",
             f"      name: {_yaml_str(f'{task}, linear probe on {where}')}",
             "    dataset:",
-            f"      name: {_yaml_str(AUDIO_DATASETS[spec.dataset])}",
-            f"      type: {spec.dataset}",
+            f"      name: {_yaml_str(source.title)}",
+            f"      type: {source.name}",
             "      split: test",
             "    metrics:",
             "    - type: accuracy",
@@ -204,6 +209,7 @@ def render_audio(spec, metrics):
                          f"{100 * probe['phone_accuracy']:.1f}% | "
                          f"{100 * probe['speaker_accuracy']:.1f}% |")
     some = next(iter(probes.values()), {})
+    source = data_source(spec, metrics)
     samples = spec.encoder["crop_samples"]
     frames = samples // 160
     return "\n".join([
@@ -213,7 +219,7 @@ def render_audio(spec, metrics):
         "",
         spec.summary,
         "",
-        "Trained by gim_zoo's own command (below) on " + AUDIO_SOURCES[spec.dataset]
+        "Trained by gim_zoo's own command (below) on " + source.provenance
         + " Paper: " + spec.paper,
         "",
         "## Use",
@@ -232,8 +238,7 @@ def render_audio(spec, metrics):
         "",
         *_training_section(spec, metrics.get("training", {})),
         *([
-            "## Linear-probe results ("
-            + ("synthetic speech" if spec.dataset == "espeak_speech" else "LibriSpeech") + ")",
+            f"## Linear-probe results ({source.short_title})",
             "",
             "Frozen encoder; first 1.28 s of every utterance; softmax regression from each "
             "10 ms frame's features to its phone, and from the frames' mean to the speaker "
@@ -256,7 +261,10 @@ def render(spec, metrics):
 
 def render_images(spec, metrics):
     """The card of an image model."""
-    dataset = DATASET_NAMES[spec.dataset]
+    source = data_source(spec, metrics)
+    dataset = source.title
+    probed = probe_source(spec, metrics).title
+    size, _, channels = _input_shape(spec, metrics)
     probes = metrics.get("linear_probe", {})
     baseline = metrics.get("random_init_linear_probe", {})
     table = ["| labels | linear-probe top-1 (test) |"
@@ -286,16 +294,18 @@ def render_images(spec, metrics):
         "",
         spec.summary,
         "",
-        f"Trained by gim_zoo's own command (below) on **real {dataset}** "
-        f"({DATA_SOURCES.get(spec.dataset, 'tensorflow-datasets')}) on a 2-core CPU machine "
-        "with no GPU and no network, for a few epochs: not the paper's STL-10 setup and "
-        "not trained to convergence. Paper: " + spec.paper,
+        "Trained by gim_zoo's own command (below) on "
+        + (f"**real {dataset}** ({source.provenance})" if source.hf_dataset else
+           f"**{dataset}**")
+        + " on a 2-core CPU machine with no GPU and no network, for a few epochs: not the "
+        "paper's STL-10 setup and not trained to convergence. Paper: " + spec.paper,
         "",
         "## Use",
         "",
         "```python",
         "import gim_zoo",
-        f'encoder = gim_zoo.load("{spec.name}")          # raw 0..255 images (B, 28, 28, 1)',
+        f'encoder = gim_zoo.load("{spec.name}")          # raw 0..255 images '
+        f'(B, {size}, {size}, {channels})',
         "grid = encoder(images)                           # (B, 7, 7, C) patch embeddings",
         f"features = encoder.feature_model(module=3, pool_to={spec.probe_pool_to})(images)"
         f"   # (B, {spec.probe_pool_to ** 2} * C)",
@@ -314,7 +324,7 @@ def render_images(spec, metrics):
             f"{_grid(spec)}, one softmax layer ("
             + ("fitted by `training/lottery.py` after the round"
                if ticket else "`python training/probe.py --run_dir=RUN --labels_per_class=N`")
-            + f"), {dataset} test set ({_test_images(probes)} images).",
+            + f"), {probed} test set ({_test_images(probes)} images).",
             "",
             *table,
             "",

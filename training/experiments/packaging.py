@@ -23,18 +23,30 @@ from experiments.pretraining import TrainConfig
 def non_default_flags(config):
     """{flag: value} of a run's train.py settings that differ from the defaults (besides
     model, seed, out_dir and verbose), for the spec's training_command."""
-    defaults = TrainConfig()
+    defaults = {**dataclasses.asdict(TrainConfig()),
+                **config.data_defaults(registry.get(config.model))}  # its own data: no flag
     given = ("model", "seed", "out_dir", "verbose")
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)
-            if f.name not in given and getattr(config, f.name) != getattr(defaults, f.name)}
+            if f.name not in given and getattr(config, f.name) != defaults[f.name]}
 
 
-def read_probes(probes_dir, module=3, pool_to=1, weights=None):
+def probe_datasets(probes_dir):
+    """The data sources probe.py results in `probes_dir` were scored on (None: the
+    model's registered source, which older results do not name)."""
+    found = set()
+    for path in Path(probes_dir).glob("*-seed*.json"):
+        probe = json.loads(path.read_text())
+        if "labels_per_class" in probe:
+            found.add(probe.get("dataset"))
+    return found
+
+
+def read_probes(probes_dir, module=3, pool_to=1, weights=None, dataset=None):
     """{budget: probe result} of the probe JSON files probe.py wrote in `probes_dir`, over
     every probe seed there: the mean accuracy and, with several seeds, each seed's and the
     standard deviation (as report.py --deep prints them). weights: the encoder weights
     file; a probe that recorded other weights (e.g. before the run trained further) is
-    left out."""
+    left out. dataset: only probes on this source (None: the model's registered one)."""
     import numpy as np
 
     encoder = f"sha256:{sha256_of(weights)}" if weights else None
@@ -44,6 +56,8 @@ def read_probes(probes_dir, module=3, pool_to=1, weights=None):
         if "labels_per_class" not in probe:  # an audio probe (probe_audio.py)
             continue
         if encoder and probe.get("encoder", encoder) != encoder:
+            continue
+        if probe.get("dataset") != dataset:
             continue
         if probe["module"] == module and probe.get("pool_to", 1) == pool_to:
             by_budget.setdefault(str(probe["labels_per_class"]), []).append(probe)
@@ -119,11 +133,14 @@ def run_metrics(run_dir, module=None, pool_to=1, note="", random_init_probes=Non
     _, config, trained = jobs[-1]
     records = [job_record(c, t) for _, c, t in jobs]
     weights = RunDirectory(run_dir).encoder_weights_path
-    probes = read_probes(Path(run_dir) / "probes", module or 3, pool_to, weights)
-    baseline = (read_probes(random_init_probes, module or 3, pool_to)
+    spec = registry.get(config.model)
+    probed = _probed_dataset(Path(run_dir) / "probes", config, spec)
+    probes = read_probes(Path(run_dir) / "probes", module or 3, pool_to, weights, probed)
+    baseline = (read_probes(random_init_probes, module or 3, pool_to, dataset=probed)
                 if random_init_probes else {})
     training = {
         **records[-1],
+        "dataset": config.dataset or registry.get(config.model).dataset.name,
         "seed": config.seed,
         "train_examples": trained["train_examples"],
         "test_accuracy": trained.get("test_accuracy"),
@@ -135,14 +152,15 @@ def run_metrics(run_dir, module=None, pool_to=1, note="", random_init_probes=Non
                         train_seconds=round(sum(r["train_seconds"] for r in records), 1),
                         jobs=records)
     # the paper's global pooling too, where the run was probed that way
-    global_pool = (read_probes(Path(run_dir) / "probes", module or 3, 1, weights)
+    global_pool = (read_probes(Path(run_dir) / "probes", module or 3, 1, weights, probed)
                    if pool_to != 1 else {})
-    global_baseline = (read_probes(random_init_probes, module or 3, 1)
+    global_baseline = (read_probes(random_init_probes, module or 3, 1, dataset=probed)
                        if global_pool and random_init_probes else {})
     return {
         "model": config.model,
         "training": training,
         "linear_probe": probes,
+        **({"linear_probe_dataset": probed} if probed else {}),
         **({"random_init_linear_probe": baseline} if baseline else {}),
         **({"global_pool_linear_probe": global_pool} if global_pool else {}),
         **({"random_init_global_pool_linear_probe": global_baseline}
@@ -151,6 +169,21 @@ def run_metrics(run_dir, module=None, pool_to=1, note="", random_init_probes=Non
                          f"--pool_to={pool_to} (0 = all labels)",
         "packaged": datetime.date.today().isoformat(),
     }
+
+
+def _probed_dataset(probes_dir, config, spec):
+    """Which source's probes a card reports (None: the registered source's): the run's
+    training source if it was probed, else the one other source probed (a run trained on
+    an unlabelled folder is probed on a labelled one)."""
+    found = probe_datasets(probes_dir) if Path(probes_dir).is_dir() else set()
+    own = None if config.dataset in ("", spec.dataset.name) else config.dataset
+    if own in found or not found:
+        return own
+    if len(found) > 1:
+        raise ValueError(f"{probes_dir} holds probes on several sources "
+                         f"({', '.join(sorted(d or spec.dataset.name for d in found))}) and "
+                         "none on the run's own: keep the one the card should report")
+    return next(iter(found))
 
 
 def read_audio_probes(probes_dir, seed=0):
@@ -180,9 +213,15 @@ def audio_run_metrics(run_dir, seed=0, spec=None, note="", random_init_probes=No
 
 
 def image_run_metrics(run_dir, seed, spec, note="", random_init_probes=None):
-    """metrics.json of an image model: training record plus probes at its probe pooling."""
-    return run_metrics(run_dir, pool_to=spec.probe_pool_to, note=note,
-                       random_init_probes=random_init_probes)
+    """metrics.json of an image model: training record (with the encoder's input shape)
+    plus probes at its probe pooling."""
+    metrics = run_metrics(run_dir, pool_to=spec.probe_pool_to, note=note,
+                          random_init_probes=random_init_probes)
+    config = TrainConfig(**RunDirectory(run_dir).read_config())
+    encoder = {**spec.encoder, **config.encoder_overrides()}
+    metrics["training"]["input_shape"] = [encoder["image_size"], encoder["image_size"],
+                                          encoder["channels"]]
+    return metrics
 
 
 METRICS_BY_MODALITY = {"image": image_run_metrics, "audio": audio_run_metrics}
@@ -228,7 +267,7 @@ def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None, note=
     metrics = METRICS_BY_MODALITY[spec.modality.name](
         run_dir, config.seed, spec, note, random_init_probes)
     return _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir,
-                             overwrite=overwrite)
+                             source=config.source(), overwrite=overwrite)
 
 
 def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=None,
@@ -295,18 +334,22 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
 
 
 def _write_zoo_folder(spec, encoder, metrics, folder, cards_dir, data_dir, sparse=False,
-                      overwrite=False):
+                      source=None, overwrite=False):
     """folder=None: the bundled copy, pinned in the package manifest (replaced: it is the
     package's own). Any other folder is all that is written (besides cards_dir when
-    given): the manifest pins only the bundled copies, which gim_zoo.load checks."""
+    given): the manifest pins only the bundled copies, which gim_zoo.load checks. source:
+    the data the run trained on (its training images calibrate int8; default the model's
+    registered source)."""
     card = model_cards.render(spec, metrics)
     bundled = folder is None
     # images: the probe's pooled grid; audio: per-frame features, GRU unrolled for TFLite
     features = spec.modality.export_model(encoder, spec)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_tflite(features, Path(tmp) / presets.TFLITE_FILE, sparse=sparse)
+        calibration = spec.modality.calibration_inputs(spec, data_dir, source=source,
+                                                       encoder=encoder)
         int8 = export_tflite(features, Path(tmp) / presets.TFLITE_INT8_FILE, quantize="int8",
-                             representative_images=spec.modality.calibration_inputs(spec, data_dir))
+                             representative_images=calibration)
         folder = write_model_folder(
             encoder, folder or presets.BUNDLED_DIR / spec.name, spec.name, overwrite=(
                 overwrite or bundled), extra_files={

@@ -11,11 +11,11 @@ import os
 import sys
 
 import keras
-import numpy as np
 
 from gim_zoo import registry
-from gim_zoo.data import image_pipeline, images_only, load_speech, load_split
-from gim_zoo.data.pipelines import epochs_pipeline
+from gim_zoo.data import images_only, load_speech
+from gim_zoo.data.pipelines import corrupt_images_named, eval_pipeline, train_pipeline
+from gim_zoo.data.sources import FolderSource, image_source, source_from_string
 from gim_zoo.presets import load_weights_checked
 from gim_zoo.models.probe import balanced_subset
 from gim_zoo.callbacks.backup import ResumableBackup, save_weights_as_worker
@@ -46,6 +46,10 @@ class TrainConfig:
     cpu_devices: int = 0  # >1: split the CPU into this many logical devices
     verbose: int = 1
     final_eval_examples: int = 0  # 0: the whole test split
+    dataset: str = ""  # "": the model's registered data source
+    image_size: int = 0  # 0: the model's registered input size
+    channels: int = 0  # 0: the model's registered channels; 1 grayscale, 3 RGB
+    test_fraction: float = 0.0  # folders without test/: 0 holds out 10%
 
     HELP = {
         "model": "registry name, e.g. gim-fmnist-resnet, cpc-fmnist-resnet, "
@@ -84,7 +88,41 @@ class TrainConfig:
                     "InfoNCE negatives are drawn within each replica's share",
         "cpu_devices": "split the CPU into this many logical devices (tf.distribute on a "
                        "CPU-only machine: tests, benchmarks); 0 leaves it whole",
+        "dataset": "the data to train on; '': the model's own (`python -m gim_zoo info "
+                   "MODEL`). A built-in (fashion_mnist, stl10), tfds/NAME[:CONFIG] (a "
+                   "tensorflow-datasets image dataset: tfds/cifar10, tfds/stl10, in "
+                   "--data_dir) or folder/PATH (PNG / JPEG files; class subfolders are "
+                   "labels, a flat folder is unlabelled; PATH/train and PATH/test are the "
+                   "splits when present), e.g. --dataset=folder/data/my_images. Images are "
+                   "resized and converted to the model's input (see --image_size, "
+                   "--channels); docs/own-images.md",
+        "image_size": "the model's input size in pixels (square), e.g. 32 or 96; the "
+                      "encoder's patch grid keeps its registered 7x7 (patches scale with "
+                      "the image); 0: the registered size (28 for Fashion-MNIST models, 64 "
+                      "for STL-10 models)",
+        "channels": "the model's input channels: 1 (grayscale: RGB images are converted) or "
+                    "3 (RGB: grayscale images are replicated); 0: the registered (1)",
+        "test_fraction": "folder/PATH without PATH/test: the fraction of its files held out "
+                         "as the test split (the same files for every run and seed); 0: "
+                         "0.1. Recorded in config.json",
     }
+
+    def data_defaults(self, spec):
+        """The data settings a run of spec.name uses when none is given (config.json of
+        runs made before these settings existed means these)."""
+        image = spec.modality.name == "image"
+        return {"dataset": spec.dataset.name, "test_fraction": 0.0,
+                "image_size": spec.encoder["image_size"] if image else 0,
+                "channels": spec.encoder["channels"] if image else 0}
+
+    def source(self):
+        """The data source this run reads (an image source fitted to the model's input)."""
+        spec = registry.get(self.model)
+        if spec.modality.name != "image":
+            return source_from_string(self.dataset or spec.dataset)
+        source = image_source(self.dataset or spec.dataset, self.test_fraction)
+        return source.fitted(self.image_size or spec.encoder["image_size"],
+                             self.channels or spec.encoder["channels"], like=spec.dataset)
 
     def resolved(self):
         """Fill registry defaults so config.json records the values actually used.
@@ -115,6 +153,7 @@ class TrainConfig:
             epochs=self.epochs or spec.epochs,
             batch_size=self.batch_size or spec.batch_size,
             learning_rate=self.learning_rate or spec.learning_rate,
+            **_resolved_data(self, spec),
         )
         if config.max_examples and config.batch_size > config.max_examples:
             raise ValueError(f"--batch_size ({config.batch_size}) must not exceed "
@@ -123,6 +162,9 @@ class TrainConfig:
 
     def encoder_overrides(self):
         overrides = {}
+        spec = registry.get(self.model)
+        if spec.modality.name == "image":
+            overrides.update(spec.input_overrides(self.image_size, self.channels))
         if self.stem_width:
             overrides["stem_width"] = self.stem_width
         for key in ("widths", "blocks"):
@@ -138,6 +180,44 @@ class TrainConfig:
         return overrides
 
 
+def _resolved_data(config, spec):
+    """The data settings as used: the source's name, the model's input, and (folders that
+    hold out their test split) the fraction held out."""
+    image = spec.modality.name == "image"
+    if not image and (config.image_size or config.channels):
+        raise ValueError(f"--image_size and --channels apply to image models; {spec.name} "
+                         "takes 16 kHz waveforms")
+    if config.image_size < 0 or config.channels not in (0, 1, 3):
+        raise ValueError(f"--image_size must be >= 0 and --channels 0, 1 (grayscale) or 3 "
+                         f"(RGB); got {config.image_size} and {config.channels}")
+    source = config.source()  # a malformed --dataset fails here, naming the flag
+    if source.modality is not spec.modality:
+        raise ValueError(f"--dataset={source.name} holds {source.modality.inputs}; "
+                         f"{spec.name} takes {spec.modality.inputs}")
+    if not image:
+        return {"dataset": source.name}
+    holds_out = isinstance(source, FolderSource) and source.holds_out()
+    return {"dataset": source.name, "image_size": source.crop, "channels": source.channels,
+            "test_fraction": source.test_fraction if holds_out else config.test_fraction}
+
+
+def check_data(config, spec):
+    """Open the splits the run reads (list a folder's files and check their headers, open
+    a tfds builder) before anything is written: a bad source leaves no run directory."""
+    source = config.source()
+    if spec.modality.name != "image" or source.in_memory:
+        return  # the speech corpora and in-memory built-ins are checked as they load
+    supervised = spec.objective == "supervised"
+    role = "train" if supervised else "pretrain"
+    splits = source.check(
+        (role, "test"), config.data_dir, labels=("train",) if supervised else (),
+        max_examples=0 if supervised and config.labels_per_class else config.max_examples)
+    if splits[role].count < config.batch_size:
+        raise ValueError(f"--dataset={config.dataset}: its {role} split has "
+                         f"{splits[role].count} images, fewer than --batch_size "
+                         f"({config.batch_size}): no full batch to train on")
+
+
 def _history_seconds(history_csv):
     from experiments.plots import read_history
 
@@ -150,20 +230,24 @@ def train(config):
     """Fit the configured model; returns metrics.json's contents. Resumes a killed run."""
     config = config.resolved()
     spec = registry.get(config.model)
+    check_data(config, spec)
     strategy = make_strategy(config.strategy, config.cpu_devices)
     run = RunDirectory(config.out_dir)
     chief = is_chief(strategy)
     # The chief holds the run directory for the whole run: a second train.py on the same
     # --out_dir is refused (the other workers of its own cluster only read it).
     with run.lock() if chief else contextlib.nullcontext():
-        run.prepare(dataclasses.asdict(config), defaults=dataclasses.asdict(TrainConfig()),
+        run.prepare(dataclasses.asdict(config),
+                    defaults={**dataclasses.asdict(TrainConfig()), **config.data_defaults(spec)},
                     write=chief)
         finished = _already_complete(run, config)
         if finished is not None:  # nothing to train or evaluate again (nor to resume: a
             return finished       # finished run needs no backup, e.g. one kept in git)
         run.check_backup()  # a damaged backup is refused, never resumed
         keras.utils.set_random_seed(config.seed)
-        with strategy.scope():  # the model, its optimizer and metrics are built under it
+        # under the strategy: the model, its optimizer and metrics; an image file that does
+        # not decode mid-epoch is reported by name
+        with strategy.scope(), corrupt_images_named():
             return TRAIN_BY_MODALITY[spec.modality.name](config, spec, run)
 
 
@@ -248,46 +332,38 @@ def _one_element_logs(model):
 
 def _train_images(config, spec, run):
     supervised = spec.objective == "supervised"
-    # Self-supervised STL-10 trains on its 100k unlabelled images, as the paper.
-    train_split = "unlabelled" if spec.dataset == "stl10" and not supervised else "train"
-    train_images, train_labels = load_split(spec.dataset, train_split, config.data_dir)
-    test_images, test_labels = load_split(spec.dataset, "test", config.data_dir)
-    if train_labels is not None:
-        if supervised and config.labels_per_class:
-            keep = balanced_subset(train_labels, config.labels_per_class, config.seed)
-            train_images, train_labels = train_images[keep], train_labels[keep]
+    source = config.source()
+    # Self-supervised runs read the source's pre-training split (STL-10: its 100k
+    # unlabelled images, as the paper), supervised ones its labelled train split.
+    subset = supervised and config.labels_per_class
+    train = source.load("train" if supervised else "pretrain", config.data_dir,
+                        0 if subset else config.max_examples)
+    test = source.load("test", config.data_dir)
+    if subset:
+        train = train.subset(balanced_subset(train.labels, config.labels_per_class, config.seed))
         if config.max_examples:
-            train_images = train_images[: config.max_examples]
-            train_labels = train_labels[: config.max_examples]
-    n_val = config.eval_examples or None
-    steps_per_epoch = None
-    if isinstance(train_images, np.ndarray):
-        # Each epoch's order and augmentation are a function of (seed, epoch) and the
-        # pipeline starts at the epoch the backup resumes, so a resumed run sees the
-        # batches an uninterrupted one would.
-        start = ResumableBackup.completed_epochs(run.backup_dir)
-        train_ds = epochs_pipeline(train_images, train_labels, spec.dataset,
-                                   batch_size=config.batch_size, seed=config.seed,
-                                   epochs=max(config.epochs, start + 1), start_epoch=start)
-        steps_per_epoch = len(train_images) // config.batch_size
-    else:  # a tf.data split (STL-10): reshuffled per process, resumes are not exact
-        train_ds = image_pipeline(train_images, train_labels, spec.dataset, training=True,
-                                  batch_size=config.batch_size, seed=config.seed)
+            train = train.first(config.max_examples)
+    # Each epoch's order and augmentation are a function of (seed, epoch) and the
+    # pipeline starts at the epoch the backup resumes, so a resumed run sees the batches
+    # an uninterrupted one would (in memory, or streamed from files).
+    start = ResumableBackup.completed_epochs(run.backup_dir)
+    train_ds = train_pipeline(train, source, batch_size=config.batch_size, seed=config.seed,
+                              epochs=max(config.epochs, start + 1), start_epoch=start)
+    steps_per_epoch = train.count // config.batch_size
 
-    def first_test_images(n):  # None: all; STL-10's test split is a tf.data source
-        if test_labels is None:
-            return image_pipeline(test_images.take(n or -1), None, spec.dataset, batch_size=256)
-        return image_pipeline(test_images[:n], test_labels[:n], spec.dataset, batch_size=256)
+    def first_test_images(n):  # None: all
+        return eval_pipeline(test.first(n) if n else test, source, batch_size=256)
 
     test_ds = first_test_images(config.final_eval_examples or None)  # final evaluation
-    val_ds = first_test_images(n_val)  # per-epoch validation loss
+    val_ds = first_test_images(config.eval_examples or None)  # per-epoch validation loss
     if not supervised:
         train_ds, val_ds, test_ds = images_only(train_ds), images_only(val_ds), images_only(test_ds)
     train_ds, val_ds, test_ds = (_shard_by_data(d) for d in (train_ds, val_ds, test_ds))
 
     model = spec.build_model(config.encoder_overrides(), config.train_module or None,
-                             seed=config.seed)
-    return _fit(config, spec, run, model, train_ds, val_ds, test_ds, _count(train_images),
+                             seed=config.seed,
+                             num_classes=source.num_classes or train.num_classes or None)
+    return _fit(config, spec, run, model, train_ds, val_ds, test_ds, train.count,
                 steps_per_epoch=steps_per_epoch)
 
 
@@ -297,13 +373,14 @@ def _train_audio(config, spec, run):
     from gim_zoo.data.speech_corpus import crops_dataset, phone_targets
 
     crop = spec.encoder["crop_samples"]
-    audio, speakers, labels = load_speech(spec.dataset, "train", config.data_dir,
+    source = config.source()
+    audio, speakers, labels = load_speech(source, "train", config.data_dir,
                                           max_utterances=config.max_examples or None)
     test_audio, test_speakers, test_labels = load_speech(
-        spec.dataset, "test", config.data_dir,
-        max_utterances=(config.max_examples or None) if spec.dataset == "librispeech" else None)
+        source, "test", config.data_dir,
+        max_utterances=(config.max_examples or None) if source.test_from_train else None)
     if spec.objective == "supervised" and max(lab.max() for lab in labels) < 0:
-        raise ValueError(f"{spec.name} needs phone labels and {spec.dataset} has none here "
+        raise ValueError(f"{spec.name} needs phone labels and {source.name} has none here "
                          "(LibriSpeech: phone alignments are not supported for supervised "
                          "training yet)")
 
@@ -398,7 +475,7 @@ def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
         status="complete" if epochs_done >= config.epochs else "incomplete",
         model=config.model,
         objective=spec.objective,
-        dataset=spec.dataset,
+        dataset=config.dataset,
         seed=config.seed,
         epochs_completed=epochs_done,
         train_examples=train_examples,
@@ -421,6 +498,3 @@ def _epochs_in_history(run):
         return 0
     return len(read_history(run.history_path).get("epoch", []))
 
-
-def _count(images):
-    return int(len(images)) if isinstance(images, np.ndarray) else None

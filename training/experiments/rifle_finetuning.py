@@ -21,6 +21,8 @@ import numpy as np
 from gim_zoo import registry
 from gim_zoo.callbacks.rifle import RIFLE, rifle_epochs
 from gim_zoo.data.digits import digits_split
+from gim_zoo.data.pipelines import corrupt_images_named, eval_pipeline
+from gim_zoo.data.sources import image_source
 from experiments.run_directory import EpochTimer, RunDirectory
 
 
@@ -41,11 +43,23 @@ class FinetuneConfig:
     seed: int = 0
     out_dir: str = ""
     verbose: int = 1
+    dataset: str = ""
+    test_fraction: float = 0.0
+    data_dir: str = ""
 
     HELP = {
+        "dataset": "the labelled target: '' the handwritten digits (the transfer task of "
+                   "the RIFLE results), or any source as train.py --dataset takes it "
+                   "(fashion_mnist, stl10, tfds/NAME[:CONFIG], folder/PATH with class "
+                   "subfolders), resized and converted to the encoder's input; "
+                   "--labels_per_class of its train split, scored on its test split",
+        "test_fraction": "folder/PATH without PATH/test: the fraction of files held out "
+                         "as the test split; 0: 0.1",
+        "data_dir": "tensorflow-datasets data dir (tfds/ sources) or Fashion-MNIST folder",
         "model": "zoo encoder to fine-tune (its bundled pre-trained weights)",
         "random_init": "start from a randomly initialised encoder instead (a baseline)",
-        "labels_per_class": "labelled digits per class for fine-tuning (0: all ~900)",
+        "labels_per_class": "labelled examples per class for fine-tuning (0: all; the "
+                            "digits have ~900)",
         "epochs": "epochs E; the learning rate decays (cosine) to 0 over all of them",
         "learning_rate": "initial Adam learning rate, backbone and head alike",
         "rifle_times": "RIFLE: re-initialise the head M times, after epochs k*E/(M+1); 0: off",
@@ -117,28 +131,48 @@ class ModuleDistanceTracker(keras.callbacks.Callback):
 def finetune(config):
     """Fine-tune `config.model` on the digits; returns (and writes) the run's metrics."""
     spec = registry.get(config.model)
-    if spec.dataset != "fashion_mnist":
-        raise ValueError(f"{spec.name} was trained on {spec.dataset}; the digits transfer "
-                         "task needs a 28x28 grey-scale (Fashion-MNIST) encoder")
+    if spec.modality.name != "image":
+        raise ValueError(f"{spec.name} takes {spec.modality.inputs}; fine-tuning here is "
+                         "for image encoders")
+    size, channels = spec.encoder["image_size"], spec.encoder["channels"]
+    source = None
+    if config.dataset:  # checked (files listed, labels present) before anything is written
+        source = image_source(config.dataset, config.test_fraction).fitted(
+            size, channels, like=spec.dataset)
+        source.check(("train", "test"), config.data_dir, labels=("train", "test"))
+    elif (size, channels) != (28, 1):
+        raise ValueError(f"{spec.name} takes {size}x{size}x{channels} images; the digits "
+                         "transfer task needs a 28x28 grayscale (Fashion-MNIST) encoder: "
+                         "give --dataset (a labelled source) instead")
     quiet = None if config.quiet_epochs < 0 else config.quiet_epochs
     rifle_epochs(config.epochs, config.rifle_times, quiet)  # refuse a bad plan up front
     if not 0.0 <= config.dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
-    out = config.out_dir or f"runs/finetune/{spec.name}-{config.variant()}-seed{config.seed}"
+    out = config.out_dir or (f"runs/finetune/{source.slug + '/' if source else ''}"
+                             f"{spec.name}-{config.variant()}-seed{config.seed}")
     run = RunDirectory(out)
-    run.prepare(dataclasses.asdict(config))
+    run.prepare(dataclasses.asdict(config), defaults=dataclasses.asdict(FinetuneConfig()))
     done = run.read_metrics()
     if "test_accuracy" in done:
         return done  # finished earlier: a whole run is short, so it resumes by re-running
 
     keras.utils.set_random_seed(config.seed)
-    train_x, train_y, test_x, test_y = digits_split(config.labels_per_class, config.seed)
+    if source:
+        train, test = source.few_labels(config.labels_per_class, config.seed, config.data_dir)
+        with corrupt_images_named():
+            train_x, train_y = (np.concatenate(a) for a in zip(
+                *eval_pipeline(train, source, 256).as_numpy_iterator()))
+        test_data, num_classes = eval_pipeline(test, source, 256), (
+            source.num_classes or train.num_classes)
+    else:
+        train_x, train_y, test_x, test_y = digits_split(config.labels_per_class, config.seed)
+        test_data, num_classes = (test_x, test_y), 10
     encoder = _encoder(spec, config)
     module = config.module or encoder.num_modules
     pool_to = config.pool_to or spec.probe_pool_to
     # The head's initial weights depend only on the seed, whatever the variant.
     keras.utils.set_random_seed(config.seed)
-    model = build_finetune_model(encoder, module, pool_to, config.dropout)
+    model = build_finetune_model(encoder, module, pool_to, config.dropout, num_classes)
 
     steps_per_epoch = int(np.ceil(len(train_x) / config.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -161,12 +195,16 @@ def finetune(config):
     model.fit(train_x, train_y, batch_size=config.batch_size, epochs=config.epochs,
               shuffle=True, callbacks=callbacks, verbose=config.verbose)
     seconds = time.perf_counter() - start
-    test_loss, test_accuracy = model.evaluate(test_x, test_y, batch_size=256, verbose=0)
+    with corrupt_images_named():
+        test_loss, test_accuracy = (model.evaluate(test_data, verbose=0)
+                                    if source else model.evaluate(*test_data, batch_size=256,
+                                                                  verbose=0))
     return run.update_metrics(
         model=spec.name, variant=config.variant(), seed=config.seed,
         rifle_times=config.rifle_times, dropout=config.dropout,
         random_init=config.random_init, labels_per_class=config.labels_per_class,
-        train_examples=len(train_x), test_examples=len(test_x),
+        train_examples=len(train_x), test_examples=test.count if source else len(test_x),
+        **({"dataset": source.name} if source else {}),
         test_accuracy=float(test_accuracy), test_loss=float(test_loss),
         module_distance=tracker.distances(),
         rifle_reinits=rifle.log if rifle else [], seconds=seconds,

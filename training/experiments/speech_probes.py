@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gim_zoo.data.speech_corpus import DEFAULT_DIR, crops_dataset, read_manifest
+from gim_zoo.data.speech_corpus import crops_dataset
+from gim_zoo.data.sources import source_from_string
 from gim_zoo.models.probe import fit_softmax
 from gim_zoo.files import atomic_write_json
 from gim_zoo.data import load_speech
@@ -102,17 +103,14 @@ def probe_features(train, test, num_phones, num_speakers, steps, seed):
 
 def probe_audio(config):
     """Probe one feature source; writes and returns the result."""
-    data = {split: load_speech(config.dataset, split, config.data_dir,
+    dataset = source_from_string(config.dataset)
+    data = {split: load_speech(dataset, split, config.data_dir,
                                config.alignment_file or None, config.max_utterances or None)
             for split in ("train", "test")}
-    if config.dataset == "espeak_speech":
-        manifest = read_manifest(config.data_dir or DEFAULT_DIR)
-        num_phones, num_speakers = len(manifest["phones"]), len(manifest["speakers"])
-    else:
-        num_phones = 1 + max(lab.max() for lab in data["train"][2] + data["test"][2])
-        num_speakers = 1 + int(data["train"][1].max())
-        if num_phones < 1:
-            raise ValueError("the phone probe needs --alignment_file for LibriSpeech")
+    num_phones, num_speakers = dataset.class_counts(data, config.data_dir)
+    if num_phones < 1:
+        raise ValueError(f"{dataset.title} has no phone labels here: the phone probe needs "
+                         "--alignment_file")
     if config.features == "mfcc":
         source, features_of = "mfcc", mfcc_features
         out_dir = Path(config.out_dir or "runs/audio-probes")
@@ -127,8 +125,8 @@ def probe_audio(config):
     train = encode(features_of, data["train"], config.crop_samples)
     test = encode(features_of, data["test"], config.crop_samples)
     result = probe_features(train, test, num_phones, num_speakers, config.steps, config.seed)
-    result.update(source=source, module=module, dataset=config.dataset,
-                  synthetic_speech=config.dataset == "espeak_speech",
+    result.update(source=source, module=module, dataset=dataset.name,
+                  synthetic_speech=dataset.synthetic,
                   feature_dim=int(train[0].shape[-1]), steps=config.steps, seed=config.seed)
     name = f"{source}-module{module}" if module else source
     path = out_dir / f"audio-{name}-seed{config.seed}.json"
@@ -140,7 +138,7 @@ def _encoder(config):
     """(encoder, source name, output folder), through the image probe's run loader."""
     from experiments.image_probes import ProbeConfig, load_encoder
 
-    encoder, spec, out_dir, _ = load_encoder(ProbeConfig(
+    encoder, spec, _, out_dir, _ = load_encoder(ProbeConfig(
         run_dir=config.run_dir, model=config.model, random_init=not config.run_dir,
         seed=config.seed, out_dir=config.out_dir))
     if spec.modality is not AUDIO:

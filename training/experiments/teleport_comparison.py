@@ -18,6 +18,7 @@ import keras
 from keras import ops
 
 from gim_zoo.data import load_fashion_mnist
+from gim_zoo.data.sources import FASHION_MNIST
 from gim_zoo.teleport import GROUPS, OBJECTIVES, OPTIMIZER_STATES, SymmetryTeleport
 from experiments.run_directory import EpochTimer, RunDirectory
 
@@ -142,7 +143,7 @@ def _check(config):
                          "ill-conditioned)")
     if config.model != "mlp":
         spec = registry.get(config.model)
-        if spec.objective == "supervised" or spec.dataset != "fashion_mnist":
+        if spec.objective == "supervised" or spec.dataset is not FASHION_MNIST:
             raise ValueError(f"--model must be mlp or a Fashion-MNIST gim/cpc encoder, got "
                              f"{spec.name}")
 
