@@ -17,6 +17,7 @@ from gim_zoo.data import image_pipeline, load_split
 from gim_zoo.models.probe import balanced_subset, encode, probe_from_features
 from gim_zoo.files import atomic_write_json, sha256_of
 from gim_zoo.presets import load_weights_checked
+from gim_zoo.validation import check_config, integer, number
 from experiments.run_directory import RunDirectory
 from experiments.pretraining import TrainConfig
 
@@ -38,6 +39,12 @@ class ProbeConfig:
     out_dir: str = ""
     verbose: int = 1
     redo: bool = False
+
+    LIMITS = {"module": integer(0, note="0: the last"),
+              "pool_to": integer(0, note="0: the model's probe pooling"),
+              "steps": integer(1), "batch_size": integer(1),
+              "learning_rate": number(0, low_open=True), "seed": integer(0),
+              "verbose": integer(0, 2)}
 
     HELP = {
         "run_dir": "run directory written by training/train.py (its encoder is probed)",
@@ -123,6 +130,7 @@ def probe(config):
     """Fit and evaluate the linear probe for every budget and seed not already probed with
     the same encoder weights and settings; writes one JSON per budget and seed and returns
     the list of result dicts (earlier ones marked `reused`)."""
+    check_config(config)  # before any work: --steps=0 would fit forever
     budgets = parse_budgets(config.labels_per_class)
     seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
     encoder, spec, out_dir, encoder_id = load_encoder(config)

@@ -21,6 +21,7 @@ import numpy as np
 from gim_zoo import registry
 from gim_zoo.callbacks.rifle import RIFLE, rifle_epochs
 from gim_zoo.data.digits import digits_split
+from gim_zoo.validation import check_config, integer, number
 from experiments.run_directory import EpochTimer, RunDirectory
 
 
@@ -41,6 +42,12 @@ class FinetuneConfig:
     seed: int = 0
     out_dir: str = ""
     verbose: int = 1
+
+    LIMITS = {"labels_per_class": integer(0, note="0: all"), "epochs": integer(1),
+              "batch_size": integer(1), "learning_rate": number(0, low_open=True),
+              "rifle_times": integer(0), "quiet_epochs": integer(-1, note="-1: a tenth"),
+              "dropout": number(0, 1, high_open=True), "module": integer(0),
+              "pool_to": integer(0), "seed": integer(0), "verbose": integer(0, 2)}
 
     HELP = {
         "model": "zoo encoder to fine-tune (its bundled pre-trained weights)",
@@ -116,6 +123,7 @@ class ModuleDistanceTracker(keras.callbacks.Callback):
 
 def finetune(config):
     """Fine-tune `config.model` on the digits; returns (and writes) the run's metrics."""
+    check_config(config)  # every check before the run directory is written
     spec = registry.get(config.model)
     if spec.dataset != "fashion_mnist":
         raise ValueError(f"{spec.name} was trained on {spec.dataset}; the digits transfer "
