@@ -89,9 +89,17 @@ def save_arrays(path, arrays):
 
 
 def load_arrays(path):
-    """The arrays `save_arrays` wrote, in order."""
-    with np.load(path) as data:
-        return [data[f"arr_{i}"] for i in range(len(data.files))]
+    """The arrays `save_arrays` wrote, in order (a damaged file is refused, naming it)."""
+    import zipfile
+
+    from gim_zoo.files import DamagedFileError
+
+    try:
+        with np.load(path) as data:
+            return [data[f"arr_{i}"] for i in range(len(data.files))]
+    except (zipfile.BadZipFile, ValueError, KeyError, EOFError) as e:
+        raise DamagedFileError(f"{path} cannot be read ({type(e).__name__}: {e}): it is "
+                               "damaged; restore it from a copy") from None
 
 
 class PruningMasks:

@@ -80,8 +80,7 @@ def load_encoder(config):
     if not config.run_dir:
         raise ValueError("give --run_dir (a trained run) or --random_init --model=NAME")
     run = RunDirectory(config.run_dir)
-    train_config = TrainConfig(**{k: v for k, v in run.read_config().items()
-                                  if k in {f.name for f in dataclasses.fields(TrainConfig)}})
+    train_config = run.read_config(TrainConfig)  # types and ranges checked, file named
     spec = registry.get(train_config.model)
     if not run.encoder_weights_path.exists():
         raise FileNotFoundError(

@@ -150,21 +150,67 @@ def train(config):
     """Fit the configured model; returns metrics.json's contents. Resumes a killed run."""
     config = config.resolved()
     spec = registry.get(config.model)
+    warn_about_random_modules(config)
     strategy = make_strategy(config.strategy, config.cpu_devices)
     run = RunDirectory(config.out_dir)
     chief = is_chief(strategy)
     # The chief holds the run directory for the whole run: a second train.py on the same
     # --out_dir is refused (the other workers of its own cluster only read it).
-    with run.lock() if chief else contextlib.nullcontext():
-        run.prepare(dataclasses.asdict(config), defaults=dataclasses.asdict(TrainConfig()),
-                    write=chief)
+    with run.lock() if chief else contextlib.nullcontext(), os_errors_naming(run.path):
+        if chief:
+            run.remove_temporaries()  # of a killed process: this one holds the lock
+        # Everything is checked before anything is written: the configuration against
+        # config.json and the backup's record, then the backup itself.
+        run.compare_config(dataclasses.asdict(config),
+                           defaults=dataclasses.asdict(TrainConfig()))
         finished = _already_complete(run, config)
         if finished is not None:  # nothing to train or evaluate again (nor to resume: a
             return finished       # finished run needs no backup, e.g. one kept in git)
         run.check_backup()  # a damaged backup is refused, never resumed
+        if chief:
+            run.write_config(dataclasses.asdict(config))
+            run.repair_history()  # a line cut short by a crash is dropped, then re-made
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():  # the model, its optimizer and metrics are built under it
             return TRAIN_BY_MODALITY[spec.modality.name](config, spec, run)
+
+
+@contextlib.contextmanager
+def os_errors_naming(folder):
+    """Errors of the file system while a run trains name a path: an OSError raised
+    without one (a full disk under CSVLogger's write) gets the run directory, and
+    TensorFlow's own file errors about it (TensorBoard's event writer) become one-line
+    OSErrors instead of tracebacks."""
+    import re
+
+    import tensorflow as tf
+
+    from gim_zoo.files import os_error_naming
+
+    try:
+        yield
+    except OSError as e:
+        raise os_error_naming(e, folder) from e
+    except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
+            tf.errors.FailedPreconditionError, tf.errors.ResourceExhaustedError,
+            tf.errors.AlreadyExistsError) as e:
+        message = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:.*", "", e.message or "").strip()
+        if str(folder) not in message:
+            raise
+        raise OSError(message) from e
+
+
+def warn_about_random_modules(config):
+    """--train_module=k (k > 1) trains module k on top of frozen modules 1..k-1: without
+    --init_from those keep their random initialisation, which is rarely what was meant."""
+    k = config.train_module
+    if k > 1 and not config.init_from:
+        earlier = "module 1" if k == 2 else f"modules 1-{k - 1}"
+        print(f"warning: --train_module={k} without --init_from: {earlier} stay frozen at "
+              f"their random initialisation. To train module {k} on trained modules, pass "
+              f"the module-{k - 1} run as --init_from=RUN_DIR", file=sys.stderr, flush=True)
+        return True
+    return False
 
 
 def _already_complete(run, config):
@@ -362,7 +408,8 @@ def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
                       keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False)]
     # Module at a time: back up module k's variables and moments only.
     backup = ResumableBackup(run.backup_dir, write=chief, recovery=run.recovery,
-                             variables=model.trained_variables if config.train_module else None)
+                             variables=model.trained_variables if config.train_module else None,
+                             settings=dataclasses.asdict(config))
     callbacks.append(backup)
     if SelfKill.from_env():  # fault-injection tests only
         callbacks.append(SelfKill.from_env())
