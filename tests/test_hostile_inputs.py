@@ -80,6 +80,16 @@ def test_demo_refuses_steps_below_one_before_any_work(capsys):
     assert "--pool_to must be an integer >= 0" in str(exit_.value)
 
 
+def test_label_budgets_and_train_flags_are_checked():
+    from gim_zoo.models.probe import balanced_subset
+    from experiments.pretraining import TrainConfig
+
+    with pytest.raises(ValueError, match="per_class must be an integer >= 1"):
+        balanced_subset(np.arange(20) % 2, -3)
+    with pytest.raises(ValueError, match="--verbose must be an integer >= 0 and <= 2"):
+        TrainConfig(out_dir="x", verbose=7).resolved()
+
+
 def test_run_demo_refuses_steps_below_one():
     from gim_zoo.demo import run_demo
 

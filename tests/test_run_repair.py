@@ -93,6 +93,15 @@ def test_a_deleted_backup_is_refused_even_one_epoch_in(tmp_path):
         run.check_backup()
 
 
+@pytest.mark.parametrize("sidecar", [b"[1, 2]", b"\xff\xfe binary", b'{"sha256": '])
+def test_a_damaged_sidecar_is_refused_naming_it(tmp_path, sidecar):
+    fit_with_backup(tmp_path / "backup", 1)
+    path = ResumableBackup.checksum_path(tmp_path / "backup")
+    path.write_bytes(sidecar)
+    with pytest.raises(BackupError, match=f"{path} is damaged"):
+        ResumableBackup.verified_epochs(tmp_path / "backup")
+
+
 def test_the_backup_folder_exists_before_the_first_epoch(tmp_path):
     from experiments.run_directory import RunDirectory as Run
 

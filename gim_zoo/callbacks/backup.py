@@ -207,8 +207,10 @@ class ResumableBackup(keras.callbacks.Callback):
         if sidecar.exists():
             try:
                 recorded = json.loads(sidecar.read_text())
-            except ValueError:
-                raise BackupError(f"{sidecar} is damaged (not JSON). {recovery}") from None
+            except ValueError:  # UnicodeDecodeError too: binary content
+                recorded = None
+            if not isinstance(recorded, dict):
+                raise BackupError(f"{sidecar} is damaged (not a JSON object). {recovery}")
         metadata = backup_dir / ResumableBackup.METADATA
         if not weights.exists():
             if metadata.exists() or (recorded and recorded.get("previous_sha256")):

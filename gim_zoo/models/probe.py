@@ -62,6 +62,7 @@ def balanced_subset(labels, per_class, seed=0):
     labels = np.asarray(labels)
     if per_class is None:
         return np.arange(len(labels))
+    per_class = check_int("per_class", per_class, low=1, note="None: every example")
     rng = np.random.default_rng(seed)
     picked = []
     for c in np.unique(labels):

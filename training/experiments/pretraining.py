@@ -17,6 +17,7 @@ from gim_zoo import registry
 from gim_zoo.data import image_pipeline, images_only, load_speech, load_split
 from gim_zoo.data.pipelines import epochs_pipeline
 from gim_zoo.presets import load_weights_checked
+from gim_zoo.validation import check_int
 from gim_zoo.models.probe import balanced_subset
 from gim_zoo.callbacks.backup import ResumableBackup, save_weights_as_worker
 from experiments.plots import plot_loss_curves
@@ -102,6 +103,8 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0 (0: the default), got "
                                  f"{getattr(self, name)}")
+        check_int("--verbose", self.verbose, 0, 2, note="0 silent, 1 progress bar, 2 a line "
+                  "per epoch")
         if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0):
             raise ValueError(f"--learning_rate must be a finite number >= 0 (0: the "
                              f"registry's), got {self.learning_rate}")
