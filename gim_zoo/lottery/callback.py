@@ -111,6 +111,7 @@ class PruneWithRewind(keras.callbacks.Callback):
         at `path` and rewind `model` to it now, so that round starts from the weights the
         interrupted run would have started it from. Outside fit because a re-initialising
         control changes the weights after this and before the fit."""
+        self.masks.check_model(model, "PruneWithRewind")
         self.set_model(model)
         self.load_rewind_point(path)
         self.rewind()

@@ -12,7 +12,7 @@ Layout of a ticket run (`config.json` names the network and seed):
 
 from pathlib import Path
 
-from gim_zoo.files import read_json_object
+from gim_zoo.files import DamagedFileError, read_json_object
 from gim_zoo.lottery.masks import PruningMasks
 from gim_zoo.lottery.networks import build_network
 
@@ -64,8 +64,12 @@ def ticket_config(run_dir):
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    return read_json_object(path, f"restore it from a copy (or delete {run_dir} to start "
-                                  "the run over)")
+    recover = f"restore it from a copy (or delete {run_dir} to start the run over)"
+    config = read_json_object(path, recover)
+    if not isinstance(config.get("network"), str):
+        raise DamagedFileError(f"{path} names no network (its 'network' is "
+                               f"{config.get('network')!r}): {recover}")
+    return config
 
 
 def load_ticket(run_dir, r):
