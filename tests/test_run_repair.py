@@ -91,6 +91,10 @@ def test_a_deleted_backup_is_refused_even_one_epoch_in(tmp_path):
     shutil.rmtree(run.backup_dir)
     with pytest.raises(BackupError, match=f"{run.backup_dir} is missing.*records 1 epoch"):
         run.check_backup()
+    run.history_path.unlink()  # and the history too: the final weights still tell
+    run.encoder_weights_path.write_bytes(b"weights")
+    with pytest.raises(BackupError, match=f"is missing, but {run.encoder_weights_path} exists"):
+        run.check_backup()
 
 
 @pytest.mark.parametrize("sidecar", [b"[1, 2]", b"\xff\xfe binary", b'{"sha256": '])

@@ -183,11 +183,15 @@ class RunDirectory:
         agrees with history.csv; BackupError says what is wrong and how to recover."""
         recovery = self.recovery
         recorded = _history_epochs(self.history_path)
-        if recorded and not self.backup_dir.is_dir():  # made before the first epoch
+        # backup/ is made before the first epoch: a run that trained without one lost it
+        trained = [f"{self.history_path} records {recorded} epoch{'s' * (recorded != 1)}"
+                   ] if recorded else []
+        trained += [f"{p} exists" for p in (self.metrics_path, self.encoder_weights_path)
+                    if p.exists()]
+        if trained and not self.backup_dir.is_dir():
             raise BackupError(
-                f"{self.backup_dir} is missing, but {self.history_path} records {recorded} "
-                f"epoch{'s' * (recorded != 1)}: resuming would restart from random weights. "
-                f"{recovery}")
+                f"{self.backup_dir} is missing, but {trained[0]}: resuming would restart "
+                f"from random weights. {recovery}")
         backed_up = ResumableBackup.verified_epochs(self.backup_dir, recovery)
         # history.csv is written just before the backup: it may be one epoch ahead.
         if not backed_up <= recorded <= backed_up + 1:
