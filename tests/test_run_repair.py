@@ -256,6 +256,14 @@ def test_temporaries_of_a_killed_process_are_removed_at_the_next_start(tmp_path)
     run.prepare({"model": "m"})
     assert not any(p.exists() for p in orphans) and live.exists()
     assert not (run.path / f".tmp-{pid}-saved.abc123").exists()
+    # a folder that is no run directory (a user's, given as --out_dir) is left alone
+    user = RunDirectory(tmp_path / "user")
+    user.path.mkdir()
+    (user.path / "thesis.tex").write_text("years of work")
+    (user.path / f".tmp-{pid}-draft").write_text("the user's own")
+    with pytest.raises(ConfigMismatchError, match="holds files"):
+        user.prepare({"model": "m"})
+    assert (user.path / f".tmp-{pid}-draft").exists() and not user.config_path.exists()
 
 
 # --- end to end: bad cases 4 and 5 of the issue ---------------------------------------------

@@ -160,12 +160,12 @@ def train(config):
     # The chief holds the run directory for the whole run: a second train.py on the same
     # --out_dir is refused (the other workers of its own cluster only read it).
     with run.lock() if chief else contextlib.nullcontext(), os_errors_naming(run.path):
-        if chief:
-            run.remove_temporaries()  # of a killed process: this one holds the lock
         # Everything is checked before anything is written: the configuration against
         # config.json and the backup's record, then the backup itself.
         run.compare_config(dataclasses.asdict(config),
                            defaults=dataclasses.asdict(TrainConfig()))
+        if chief:  # a killed process's temporary files: this one holds the lock
+            run.remove_temporaries()
         finished = _already_complete(run, config)
         if finished is not None:  # nothing to train or evaluate again (nor to resume: a
             return finished       # finished run needs no backup, e.g. one kept in git)

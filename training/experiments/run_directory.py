@@ -208,10 +208,9 @@ class RunDirectory:
         defaults: values of settings that a run saved by an older version may lack (a
         missing setting equal to its default is not a difference).
         write: False only checks (a non-chief multi-worker process writes nothing)."""
-        if write:
-            self.remove_temporaries()
         self.compare_config(config, defaults)
-        if write:
+        if write:  # in a folder now known to be this run's (or empty)
+            self.remove_temporaries()
             self.write_config(config)
 
     def compare_config(self, config, defaults=None):
