@@ -20,7 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from gim_zoo.presets import (MANIFEST_PATH, InstallationError, PublishError,  # noqa: E402
-                             plan_upload, publish, record_publication, unlisted_files)
+                             check_repo_id, plan_upload, publish, record_publication,
+                             unlisted_files)
 
 flags.DEFINE_string("folder", None, "model folder to upload", required=True)
 flags.DEFINE_string("repo_id", None, "Hub repository, e.g. org/gim-fmnist-resnet", required=True)
@@ -31,6 +32,7 @@ flags.DEFINE_bool("private", False, "create the repository as private")
 def main(argv):
     f = flags.FLAGS
     try:
+        check_repo_id(f.repo_id)  # before anything is read: a dry run checks it too
         files = plan_upload(f.folder)
         for path, size in files:
             print(f"{size:>10,d}  {path}")

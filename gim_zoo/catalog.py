@@ -5,9 +5,8 @@ info` answer in well under a second (tests/test_cli.py checks that TensorFlow st
 unimported). `gim_zoo.zoo.info` is this function.
 """
 
-import json
-
 from gim_zoo import presets, registry
+from gim_zoo.files import read_json_object
 
 
 def info(name: str) -> dict:
@@ -35,5 +34,5 @@ def info(name: str) -> dict:
     }
     metrics = presets.BUNDLED_DIR / name / presets.METRICS_FILE
     if metrics.exists():
-        details["metrics"] = json.loads(metrics.read_text())
+        details["metrics"] = read_json_object(metrics, presets.RECOVER_BUNDLED)
     return details

@@ -96,6 +96,19 @@ def _export(args):
     print(f"wrote {path} ({args.format}; {model.input_shape} -> {model.output_shape})")
 
 
+def _check_numbers(args):
+    """Numeric flags, before any work (and before TensorFlow): --steps 0 or less would
+    make the demo's fit run forever."""
+    from gim_zoo.validation import check_int
+
+    if args.command == "export":
+        check_int("--module", args.module, low=0, note="0: the last")
+        check_int("--pool_to", args.pool_to, low=0, note="0: the model's probe pooling")
+    elif args.command == "demo":
+        check_int("--labels_per_class", args.labels_per_class, low=0, note="0: all")
+        check_int("--steps", args.steps, low=1)
+
+
 def _demo(args):
     from gim_zoo.allocator import reuse_freed_memory
 
@@ -157,6 +170,7 @@ def main(argv=None):
 
     user_errors = (UnknownModelError, OSError, ValueError)  # OSError: one line naming the path
     try:
+        _check_numbers(args)
         if args.command == "list":
             print("\n".join(list_models(args.pattern)))
         elif args.command == "info":

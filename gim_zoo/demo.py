@@ -76,7 +76,12 @@ def run_demo(name="gim-fmnist-resnet", labels_per_class=DEFAULT_LABELS_PER_CLASS
     from gim_zoo.models.probe import balanced_subset, probe_from_features
     from gim_zoo.data import load_split
     from gim_zoo.zoo import load
+    from gim_zoo.validation import check_int
 
+    # before any work: steps=0 or less would fit forever
+    labels_per_class = check_int("labels_per_class", labels_per_class, low=0, note="0: all")
+    steps = check_int("steps", steps, low=1)
+    latency_images = check_int("latency_images", latency_images, low=1)
     start = time.perf_counter()
 
     def step(message):

@@ -13,15 +13,45 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
+
+# Temporary names carry the writer's pid (.tmp-PID-name), so what a killed process left
+# can be told from a write in progress: see remove_orphaned_temporaries.
+_TEMPORARY = re.compile(r"^\.tmp-(\d+)-")
 
 
 class OutputExistsError(FileExistsError):
     """An output path holds something a writer will not replace: a user's file or folder
     (anything gim_zoo cannot prove it wrote), a link, or its own output without an
     explicit overwrite."""
+
+
+class DamagedFileError(ValueError):
+    """A file gim_zoo wrote cannot be parsed any more (its message names it and says
+    what recovers it)."""
+
+
+def read_json_object(path, recover="restore it from a copy"):
+    """The JSON object (dict) in `path`. DamagedFileError naming the file and `recover`
+    for anything else (not JSON, binary, another JSON value); OSErrors name the path."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except UnicodeDecodeError:
+        value = None
+    except json.JSONDecodeError as e:
+        raise DamagedFileError(f"{path} is not valid JSON ({e.msg}: line {e.lineno} column "
+                               f"{e.colno}): {recover}") from None
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise os_error_naming(e, path) from e
+    if not isinstance(value, dict):
+        raise DamagedFileError(f"{path} is not a JSON object (damaged, or not the file "
+                               f"gim_zoo wrote): {recover}")
+    return value
 
 
 def describe_contents(folder, limit=4):
@@ -86,7 +116,8 @@ def atomic_dir(path):
     folder) and deleted after; the staging folder is removed in every case."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-{path.name}.",
+                                    dir=path.parent))
     staged = staging / path.name
     try:
         yield staged
@@ -104,6 +135,36 @@ def atomic_dir(path):
         raise os_error_naming(e, path) from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def remove_orphaned_temporaries(folder):
+    """Delete the temporary files and folders (.tmp-PID-*) that atomic_path / atomic_dir
+    left anywhere under `folder` when their process was killed mid-write (its PID no longer
+    runs; another process's write in progress is left alone). Returns what was removed."""
+    removed = []
+    for root, dirs, files in os.walk(folder):
+        for name in list(dirs) + files:
+            match = _TEMPORARY.match(name)
+            if not match or int(match.group(1)) == os.getpid() or _running(int(match.group(1))):
+                continue
+            path = Path(root) / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                dirs.remove(name)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def atomic_write_text(path, text):

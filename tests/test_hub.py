@@ -59,10 +59,18 @@ def test_revision_pinning_and_a_tampered_hub_file(standin, model_folder, tmp_pat
     assert encoder.num_modules == 3
 
 
-def test_unreachable_hub_falls_back_to_the_bundled_copy(standin, model_folder, monkeypatch):
+def test_unreachable_hub_falls_back_to_the_bundled_copy(standin, model_folder, monkeypatch,
+                                                        tiny_encoder, images, caplog):
     monkeypatch.setattr(presets, "BUNDLED_DIR", model_folder.parent)
-    encoder = gim_zoo.load(NAME, hub_repo="nobody/not-there", endpoint=standin.endpoint)
-    assert encoder.num_modules == 3
+    with caplog.at_level("INFO", logger="gim_zoo.presets"):
+        encoder = gim_zoo.load(NAME, hub_repo="nobody/not-there", endpoint=standin.endpoint)
+    # the Hub was asked first, and refused
+    assert any("nobody/not-there" in r.path for r in standin.requests)
+    assert "not available from the Hub" in caplog.text and "RepositoryNotFound" in caplog.text
+    # what loaded is the bundled copy: its weights, bit for bit
+    for loaded, bundled in zip(encoder.get_weights(), tiny_encoder.get_weights()):
+        np.testing.assert_array_equal(loaded, bundled)
+    np.testing.assert_array_equal(np.asarray(encoder(images)), np.asarray(tiny_encoder(images)))
 
 
 def test_publication_is_data_in_the_manifest_and_load_follows_it(

@@ -67,10 +67,24 @@ def test_layerwise_round_removes_exact_fractions():
 def test_global_round_removes_the_smallest_pooled_weights():
     model = mlp()
     masks = PruningMasks(model)
-    total = sum(t for _, t in masks.counts().values())
+    magnitudes = {p: np.abs(k.numpy()) for p, _, k in masks.kernels}
+    pooled = np.sort(np.concatenate([m.ravel() for m in magnitudes.values()]))
+    n_remove = round(0.3 * pooled.size)
+    threshold = pooled[n_remove - 1]  # the largest magnitude that goes
+    assert threshold < pooled[n_remove]  # no tie at the cut: the answer is unique
     masks.assign(masks.magnitude_prune(global_rate=0.3))
-    alive = sum(a for a, _ in masks.counts().values())
-    assert alive == total - round(0.3 * total)
+    for path, mask in masks.numpy().items():
+        # exactly the weights at or below the pooled cut are removed, in every layer
+        np.testing.assert_array_equal(mask, (magnitudes[path] > threshold).astype("float32"),
+                                      err_msg=path)
+        kernel = dict((p, k) for p, _, k in masks.kernels)[path].numpy()
+        assert np.all(kernel[mask == 0] == 0.0)
+    # a second round removes the smallest of the survivors only
+    survivors = np.sort(np.concatenate([magnitudes[p][m > 0] for p, m in masks.numpy().items()]))
+    second = masks.magnitude_prune(global_rate=0.3)
+    cut = survivors[round(0.3 * survivors.size) - 1]
+    for path, mask in second.items():
+        np.testing.assert_array_equal(mask, (magnitudes[path] > cut).astype("float32"))
 
 
 

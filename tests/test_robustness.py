@@ -377,11 +377,20 @@ def test_invalid_configs_are_refused_before_anything_is_written(tmp_path, field,
 
 
 def test_the_same_run_directory_by_absolute_or_relative_path(tmp_path, monkeypatch):
+    from experiments.run_directory import ConfigMismatchError
+
     monkeypatch.chdir(tmp_path)
     RunDirectory("runs/r").prepare({"model": "m", "out_dir": "runs/r", "epochs": 1})
-    RunDirectory(tmp_path / "runs" / "r").prepare(
-        {"model": "m", "out_dir": str(tmp_path / "runs" / "r"), "epochs": 2})
-    RunDirectory("./runs/r/").prepare({"model": "m", "out_dir": "./runs/r/", "epochs": 2})
+    (tmp_path / "runs" / "r" / "history.csv").write_text("epoch,loss\n0,1.0\n")  # trained
+    for name in (tmp_path / "runs" / "r", "./runs/r/", "runs/r"):
+        # the same run, however named: resumed (more epochs), never refused ...
+        RunDirectory(name).prepare({"model": "m", "out_dir": str(name), "epochs": 2})
+        assert json.loads((tmp_path / "runs" / "r" / "config.json").read_text()) == {
+            "model": "m", "out_dir": str(name), "epochs": 2}
+        # ... and another configuration in it is refused, however named
+        with pytest.raises(ConfigMismatchError, match="model: 'm' -> 'other'"):
+            RunDirectory(name).prepare({"model": "other", "out_dir": str(name), "epochs": 2})
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_dir()) == ["r", "runs"]
 
 
 # 10. operating-system errors ------------------------------------------------------------

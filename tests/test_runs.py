@@ -29,6 +29,7 @@ def test_failed_write_keeps_the_old_file(tmp_path):
 def test_only_epochs_may_change_between_invocations(tmp_path):
     run = RunDirectory(tmp_path / "r")
     run.prepare({"model": "m", "seed": 0, "epochs": 2})
+    run.history_path.write_text("epoch,loss\n0,1.0\n")  # the run has trained
     run.prepare({"model": "m", "seed": 0, "epochs": 5})
     with pytest.raises(ConfigMismatchError, match="seed: 0 -> 1"):
         run.prepare({"model": "m", "seed": 1, "epochs": 5})
@@ -37,6 +38,7 @@ def test_only_epochs_may_change_between_invocations(tmp_path):
 def test_a_setting_added_later_matches_at_its_default(tmp_path):
     run = RunDirectory(tmp_path / "r")
     run.prepare({"model": "m", "epochs": 2})  # saved before "rate" existed
+    run.history_path.write_text("epoch,loss\n0,1.0\n")  # the run has trained
     run.prepare({"model": "m", "epochs": 2, "rate": 0.1}, defaults={"rate": 0.1})
     with pytest.raises(ConfigMismatchError, match="rate: 0.1 -> 0.2"):
         RunDirectory(tmp_path / "r").prepare({"model": "m", "epochs": 2, "rate": 0.2},

@@ -39,6 +39,9 @@ from gim_zoo.files import atomic_path, atomic_write_json, sha256_of
 # live in the same file as the weights, so one rename commits all three together.
 _EPOCH_ATTR = "gim_zoo_completed_epochs"
 _SEEDS_ATTR = "gim_zoo_seed_generators"
+# The run's settings (ResumableBackup(settings=...)), JSON: a run directory whose
+# config.json is lost is rebuilt from them, never from the flags of the command resuming it.
+_SETTINGS_ATTR = "gim_zoo_run_settings"
 # A backup of chosen variables only (ResumableBackup(variables=...)): their values, the
 # optimizer's, and the sha256 of every weight left out.
 _VARIABLES_GROUP = "trained_variables"
@@ -158,16 +161,20 @@ class ResumableBackup(keras.callbacks.Callback):
     `train_module=k`, its optimizer built over them by compile). The backup then holds
     these, the optimizer's variables and the seed states; restoring checks that every
     other weight of the model has the values it had when the backup was written.
+
+    settings: a JSON-able dict of what the run was asked to do (a run directory's
+    config.json), committed with every backup: `recorded_settings` reads it back.
     """
 
     WEIGHTS = "latest.weights.h5"
     METADATA = "training_metadata.json"
 
-    def __init__(self, backup_dir, write=True, variables=None, recovery=None):
+    def __init__(self, backup_dir, write=True, variables=None, recovery=None, settings=None):
         super().__init__()
         self.backup_dir = Path(backup_dir)
         self.write = write
         self.variables = None if variables is None else list(variables)
+        self.settings = None if settings is None else json.dumps(settings, sort_keys=True)
         # What a refused backup's error tells the user to do (e.g. a run directory's).
         self.recovery = recovery or f"Delete {self.backup_dir} to start over."
         self._resumed_at = None  # epochs restored by on_train_begin, until fit's first epoch
@@ -200,8 +207,10 @@ class ResumableBackup(keras.callbacks.Callback):
         if sidecar.exists():
             try:
                 recorded = json.loads(sidecar.read_text())
-            except ValueError:
-                raise BackupError(f"{sidecar} is damaged (not JSON). {recovery}") from None
+            except ValueError:  # UnicodeDecodeError too: binary content
+                recorded = None
+            if not isinstance(recorded, dict):
+                raise BackupError(f"{sidecar} is damaged (not a JSON object). {recovery}")
         metadata = backup_dir / ResumableBackup.METADATA
         if not weights.exists():
             if metadata.exists() or (recorded and recorded.get("previous_sha256")):
@@ -225,6 +234,22 @@ class ResumableBackup(keras.callbacks.Callback):
             raise BackupError(f"{weights} cannot be read ({e}). {recovery}") from e
 
     @staticmethod
+    def recorded_settings(backup_dir):
+        """The run settings the backup in `backup_dir` records (ResumableBackup(settings=)),
+        or None: no backup, one written without settings, or one that cannot be read
+        (verified_epochs says why)."""
+        weights = Path(backup_dir) / ResumableBackup.WEIGHTS
+        try:
+            import h5py
+
+            with h5py.File(weights, "r") as f:
+                saved = f.attrs.get(_SETTINGS_ATTR)
+            settings = None if saved is None else json.loads(saved)
+        except (OSError, ValueError):
+            return None
+        return settings if isinstance(settings, dict) else None
+
+    @staticmethod
     def completed_epochs(backup_dir):
         """Epochs a run in `backup_dir` has completed (0 without a backup), unchecked:
         known before fit() so the data pipeline can start there."""
@@ -241,7 +266,19 @@ class ResumableBackup(keras.callbacks.Callback):
         return 0
 
     def on_train_begin(self, logs=None):
+        self._check_variables()
         self._resumed_at = self.restore()
+        if self.write:  # before any epoch: a run with epochs and no backup/ lost it
+            self.backup_dir.mkdir(parents=True, exist_ok=True)
+
+    def _check_variables(self):
+        """Refuse `variables` that are not the model's: the backup would hold, and a resume
+        restore, another model's weights."""
+        if self.variables is not None:
+            own = {id(v) for v in self.model.variables}
+            if not all(id(v) in own for v in self.variables):
+                raise ValueError(f"ResumableBackup's variables are not all variables of "
+                                 f"{self.model.name!r}, the model being fit")
 
     def on_epoch_begin(self, epoch, logs=None):
         resumed_at, self._resumed_at = self._resumed_at, None
@@ -339,9 +376,11 @@ class ResumableBackup(keras.callbacks.Callback):
     def save(self, completed_epochs):
         """Back up the model as having completed `completed_epochs` epochs."""
         seeds = [keras.ops.convert_to_numpy(v).tolist() for v in seed_states(self.model)]
+        attrs = {_EPOCH_ATTR: int(completed_epochs), _SEEDS_ATTR: json.dumps(seeds)}
+        if self.settings is not None:
+            attrs[_SETTINGS_ATTR] = self.settings
         save_weights_as_worker(self.model, self.weights_path, chief=self.write,
-                               attrs={_EPOCH_ATTR: int(completed_epochs),
-                                      _SEEDS_ATTR: json.dumps(seeds)},
+                               attrs=attrs,
                                checksum=self.checksum_path(self.backup_dir),
                                variables=self.variables)
         if self.write:

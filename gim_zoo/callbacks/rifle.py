@@ -25,6 +25,7 @@ import numpy as np
 from keras import ops
 
 from gim_zoo.optimizer_slots import reset_slots
+from gim_zoo.validation import check_int
 
 
 def rifle_epochs(epochs, times, quiet_epochs=None):
@@ -35,10 +36,9 @@ def rifle_epochs(epochs, times, quiet_epochs=None):
     Refuses plans that would re-initialise within the last `quiet_epochs` (default: a tenth
     of training, at least 1), where the head could not re-converge, and plans with two
     re-inits after the same epoch."""
-    epochs, times = int(epochs), int(times)
-    if times < 0 or epochs < 1:
-        raise ValueError(f"RIFLE needs epochs >= 1 and times >= 0, got {epochs}, {times}")
-    quiet = max(1, math.ceil(epochs / 10)) if quiet_epochs is None else int(quiet_epochs)
+    epochs, times = check_int("epochs", epochs, low=1), check_int("times", times, low=0)
+    quiet = max(1, math.ceil(epochs / 10)) if quiet_epochs is None else \
+        check_int("quiet_epochs", quiet_epochs, low=0, note="None: a tenth of the epochs")
     # exact integer arithmetic: floor(k E / (M + 1) + 1/2) = (2 k E + M + 1) // (2 (M + 1))
     planned = sorted({(2 * k * epochs + times + 1) // (2 * (times + 1))
                       for k in range(1, times + 1)})
@@ -85,7 +85,7 @@ class RIFLE(keras.callbacks.Callback):
         self.reinit_after = rifle_epochs(epochs, times, quiet_epochs)
         self.reset_optimizer_slots = bool(reset_optimizer_slots)
         self.verbose = int(verbose)
-        self._rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(check_int("seed", seed, low=0))
         self.log = []  # one dict per re-initialisation: epoch, optimizer step, variables
 
     def _layers(self):
@@ -103,7 +103,19 @@ class RIFLE(keras.callbacks.Callback):
                 raise ValueError(f"RIFLE head layer {layer.name!r} has no weights (build "
                                  "the model first, or name the layer that holds the head)")
             found.append(layer)
+        self._check_own(found)
         return found
+
+    def _check_own(self, layers):
+        """Refuse a layer object of another model: re-initialising it would leave the
+        fitted model's head alone."""
+        own = {id(v) for v in self.model.weights}
+        for layer in layers:
+            if not all(id(v) in own for v in layer.weights):
+                raise ValueError(
+                    f"RIFLE head layer {layer.name!r} is not a layer of {self.model.name!r}, "
+                    "the model being fit (a layer of another model?): pass the fitted "
+                    "model's own head layer, or its name")
 
     def _initializer(self, layer, variable):
         initializer = getattr(layer, f"{variable.name}_initializer", None)

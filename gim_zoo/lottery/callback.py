@@ -20,9 +20,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from gim_zoo.lottery.masks import (LAYERWISE_RATES, load_arrays, retrace_train_function,
+from gim_zoo.lottery.masks import (check_rates, load_arrays, retrace_train_function,
                                    save_arrays)
 from gim_zoo.optimizer_slots import reset_slots
+from gim_zoo.validation import check_int
 
 
 class PruneWithRewind(keras.callbacks.Callback):
@@ -44,9 +45,9 @@ class PruneWithRewind(keras.callbacks.Callback):
                  prune_at_end=False, verbose=0, rewind_at_end=False):
         super().__init__()
         self.masks = masks
-        self.rewind_step = int(rewind_step)
-        self.rates = rates or LAYERWISE_RATES
-        self.global_rate = global_rate
+        self.rewind_step = check_int("rewind_step", rewind_step, low=0)
+        # checked here (a bad rate refused before any training), kinds again at train begin
+        self.rates, self.global_rate = check_rates(rates, global_rate, masks.kinds())
         self.prune_at_end = prune_at_end
         self.rewind_at_end = rewind_at_end
         self.verbose = verbose
@@ -60,6 +61,7 @@ class PruneWithRewind(keras.callbacks.Callback):
         return self.masks.unmasked_weights(self.model)
 
     def on_train_begin(self, logs=None):
+        self.masks.check_model(self.model, "PruneWithRewind")
         self._step = 0
         self.masks.apply()
         retrace_train_function(self.model)  # JAX: the masks may have changed since
@@ -109,6 +111,7 @@ class PruneWithRewind(keras.callbacks.Callback):
         at `path` and rewind `model` to it now, so that round starts from the weights the
         interrupted run would have started it from. Outside fit because a re-initialising
         control changes the weights after this and before the fit."""
+        self.masks.check_model(model, "PruneWithRewind")
         self.set_model(model)
         self.load_rewind_point(path)
         self.rewind()

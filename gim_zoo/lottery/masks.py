@@ -21,9 +21,33 @@ import numpy as np
 from keras import ops
 
 from gim_zoo.files import atomic_path
+from gim_zoo.validation import check_rate
 
 # Frankle & Carbin's per-round rates: fully-connected 20%, output layer 10%, conv 10-15%.
 LAYERWISE_RATES = {"dense": 0.2, "output": 0.1, "conv": 0.15}
+
+
+def check_rates(rates=None, global_rate=None, kinds=None):
+    """The pruning rates, checked: global_rate None or a rate, else `rates` a {kind: rate}
+    dict (default LAYERWISE_RATES) of known kinds with a rate for every kind in `kinds`
+    (those a model has). Each rate is the fraction of surviving weights removed,
+    0 <= rate < 1: a negative one would keep more than survives, 1 or more prunes all.
+    Returns (rates, global_rate)."""
+    if global_rate is not None:
+        return rates, check_rate("global_rate", global_rate)
+    rates = LAYERWISE_RATES if rates is None else rates
+    if not isinstance(rates, dict):
+        raise ValueError(f"rates must be a {{kind: rate}} dict, e.g. {LAYERWISE_RATES}; got "
+                         f"{rates!r}")
+    unknown = sorted(set(rates) - set(LAYERWISE_RATES))
+    if unknown:
+        raise ValueError(f"rates has unknown layer kinds {unknown}: the kinds are "
+                         f"{sorted(LAYERWISE_RATES)}")
+    missing = sorted(set(kinds or ()) - set(rates))
+    if missing:
+        raise ValueError(f"rates has no rate for {missing}, layer kinds the model has; give "
+                         f"one for each (e.g. {LAYERWISE_RATES})")
+    return {kind: check_rate(f"rates[{kind!r}]", rate) for kind, rate in rates.items()}, None
 
 
 @keras.saving.register_keras_serializable(package="gim_zoo")
@@ -65,9 +89,17 @@ def save_arrays(path, arrays):
 
 
 def load_arrays(path):
-    """The arrays `save_arrays` wrote, in order."""
-    with np.load(path) as data:
-        return [data[f"arr_{i}"] for i in range(len(data.files))]
+    """The arrays `save_arrays` wrote, in order (a damaged file is refused, naming it)."""
+    import zipfile
+
+    from gim_zoo.files import DamagedFileError
+
+    try:
+        with np.load(path) as data:
+            return [data[f"arr_{i}"] for i in range(len(data.files))]
+    except (zipfile.BadZipFile, ValueError, KeyError, EOFError) as e:
+        raise DamagedFileError(f"{path} cannot be read ({type(e).__name__}: {e}): it is "
+                               "damaged; restore it from a copy") from None
 
 
 class PruningMasks:
@@ -85,6 +117,21 @@ class PruningMasks:
                                   name=path.replace("/", "_") + "_mask")
             kernel.constraint = MaskConstraint(mask)
             self.masks[path] = mask
+
+    def kinds(self):
+        """The layer kinds (dense, output, conv) among the masked kernels."""
+        return {kind for _, kind, _ in self.kernels}
+
+    def check_model(self, model, who="PruningMasks"):
+        """Refuse a `model` that is not the one these masks were made for (their kernels
+        are not its variables): its weights would be rewound or pruned by another's."""
+        own = {id(v) for v in model.weights}
+        if model is not self.model and not all(id(k) in own for _, _, k in self.kernels):
+            raise ValueError(
+                f"{who}'s masks belong to model {self.model.name!r}, not to "
+                f"{model.name!r} (the model being fit): make them with "
+                f"PruningMasks({model.name}) (masks of another instance of the same network "
+                "load with PruningMasks.load)")
 
     def unmasked_weights(self, model):
         """model.weights without the mask variables: what a rewind or re-init resets."""
@@ -117,11 +164,11 @@ class PruningMasks:
     def magnitude_prune(self, rates=None, global_rate=None):
         """New masks removing the smallest surviving |w|: per layer at rates[kind], or
         pooled over all kernels at global_rate. Returns the masks (not yet assigned)."""
+        rates, global_rate = check_rates(rates, global_rate, self.kinds())
         masks = self.numpy()
         weights = {path: np.abs(kernel.numpy()) for path, _, kernel in self.kernels}
         if global_rate is not None:
             return _prune_pooled(masks, weights, global_rate)
-        rates = rates or LAYERWISE_RATES
         new = {}
         for path, kind, _ in self.kernels:
             new[path] = _prune_one(masks[path], weights[path], rates[kind])

@@ -10,9 +10,9 @@ Layout of a ticket run (`config.json` names the network and seed):
     rewind_point.npz             the weights every round is rewound to
 """
 
-import json
 from pathlib import Path
 
+from gim_zoo.files import DamagedFileError, read_json_object
 from gim_zoo.lottery.masks import PruningMasks
 from gim_zoo.lottery.networks import build_network
 
@@ -44,7 +44,9 @@ def completed_rounds(run_dir):
 
 def read_round_metrics(run_dir):
     """Every finished round's metrics (rounds/roundNN.json), round 0 first."""
-    return [json.loads(round_metrics_path(run_dir, r).read_text())
+    recover = (f"restore it from a copy, or delete it: re-running the run's lottery.py "
+               "command trains that round again")
+    return [read_json_object(round_metrics_path(run_dir, r), recover)
             for r in range(completed_rounds(run_dir))]
 
 
@@ -62,7 +64,12 @@ def ticket_config(run_dir):
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    return json.loads(path.read_text())
+    recover = f"restore it from a copy (or delete {run_dir} to start the run over)"
+    config = read_json_object(path, recover)
+    if not isinstance(config.get("network"), str):
+        raise DamagedFileError(f"{path} names no network (its 'network' is "
+                               f"{config.get('network')!r}): {recover}")
+    return config
 
 
 def load_ticket(run_dir, r):

@@ -24,7 +24,7 @@ from keras import layers, ops
 
 from gim_zoo.models.module_stack import build_module_stack
 from gim_zoo.models.input_checks import (FeatureModel, InputCheck, check_waveforms,
-                                         empty_output, is_array)
+                                         empty_output, is_array, is_empty_batch)
 
 
 @keras.saving.register_keras_serializable(package="gim_zoo")
@@ -107,6 +107,10 @@ class AudioEncoder(keras.Model):
 
     def module_outputs(self, waveforms, upto=None, training=False):
         """(B, frames, C_k) features of modules 1..upto (default all), at 10 ms frames."""
+        if is_empty_batch(waveforms):  # (0, frames, C_k), as for any batch size
+            self.check_waveforms(waveforms)
+            return [ops.zeros((0, waveforms.shape[1] // self.hop, c))
+                    for c in self.output_channels[: upto or self.num_modules]]
         h = self.module_input(waveforms)
         outputs = []
         for i, module in enumerate(self.gim_modules[: upto or self.num_modules]):

@@ -18,6 +18,10 @@ every feature of its image. So:
 identity) layer that runs them inside a feature model's eager calls, and `FeatureModel`
 is the functional model `encoder.feature_model()` returns, whose `predict` checks the
 whole input first and returns an empty batch for an empty input.
+
+An empty batch (0 examples) gives an empty result of the right shape, (0, ...) as for any
+other batch size, through `encoder(x)`, `encoder.predict(x)` and a feature model's call
+and predict: Keras' layers fail on it (a convolution of 0 patches) or give a wrong shape.
 """
 
 import sys
@@ -126,6 +130,9 @@ def check_waveforms(waveforms, hop=1, name="encoder"):
     if len(shape) != 2:
         raise ValueError(f"{name} expects waveforms of shape (batch, samples) at 16 kHz in "
                          f"[-1, 1]; got shape {shape}")
+    if shape[1] is not None and shape[1] < hop:
+        raise ValueError(f"{name} needs waveforms of at least one {hop}-sample frame "
+                         f"({1000 * hop // 16000} ms at 16 kHz); got {shape[1]} samples")
     if shape[1] is not None and shape[1] % hop:
         raise ValueError(f"{name} needs a length that is a multiple of {hop} samples; got "
                          f"{shape[1]}")
@@ -177,6 +184,13 @@ class InputCheck(keras.layers.Layer):
                 "encoder_name": self.encoder_name}
 
 
+def is_empty_batch(x):
+    """Whether `x` is a batch known to hold no examples (a static batch size of 0: an
+    empty array or eager tensor; never a symbolic tensor of unknown batch size)."""
+    shape = getattr(x, "shape", None)
+    return shape is not None and len(shape) > 0 and shape[0] == 0
+
+
 def is_array(x):
     """An in-memory batch (numpy, a tensor), not a tf.data.Dataset or a generator."""
     return isinstance(x, np.ndarray) or keras.ops.is_tensor(x)
@@ -204,3 +218,11 @@ class FeatureModel(keras.Model):
             if x.shape[0] == 0:
                 return empty_output(self.output_shape)
         return super().predict(x, *args, **kwargs)
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        if is_empty_batch(inputs):  # concrete and empty: the layers would fail on it
+            check = self._input_check()
+            if check is not None:
+                check.check(inputs)
+            return keras.ops.zeros((0, *self.output_shape[1:]))
+        return super().call(inputs, training=training, mask=mask, **kwargs)

@@ -18,6 +18,7 @@ from keras import layers
 
 from gim_zoo.models.encoder_wrapper import WrapsEncoder
 from gim_zoo.models.patches import GridAveragePool
+from gim_zoo.validation import check_int, check_number
 
 @keras.saving.register_keras_serializable(package="gim_zoo")
 class Classifier(WrapsEncoder, keras.Model):
@@ -61,6 +62,7 @@ def balanced_subset(labels, per_class, seed=0):
     labels = np.asarray(labels)
     if per_class is None:
         return np.arange(len(labels))
+    per_class = check_int("per_class", per_class, low=1, note="None: every example")
     rng = np.random.default_rng(seed)
     picked = []
     for c in np.unique(labels):
@@ -114,6 +116,9 @@ def fit_softmax(x_train, y_train, num_classes=10, steps=10000, batch_size=256,
     """
     import tensorflow as tf  # tf.data only: the module imports without TensorFlow (JAX)
 
+    # checked first: steps=0 would make Keras run the repeated dataset forever
+    steps, batch_size, learning_rate, num_classes = _check_fit_arguments(
+        x_train, y_train, num_classes, steps, batch_size, learning_rate)
     mean, std = _standardisation(x_train)
     keras.utils.set_random_seed(seed)
     batch_size = min(batch_size, len(x_train))
@@ -132,6 +137,15 @@ def fit_softmax(x_train, y_train, num_classes=10, steps=10000, batch_size=256,
     safe = np.where(std > 0, std, 1.0)
     folded = (kernel / safe[:, None], bias - (mean / safe) @ kernel)
     return folded, float(history.history["accuracy"][-1])
+
+
+def _check_fit_arguments(x_train, y_train, num_classes, steps, batch_size, learning_rate):
+    if len(x_train) == 0 or len(x_train) != len(y_train):
+        raise ValueError(f"the softmax needs training features and as many labels; got "
+                         f"{len(x_train)} feature rows and {len(y_train)} labels")
+    return (check_int("steps", steps, low=1), check_int("batch_size", batch_size, low=1),
+            check_number("learning_rate", learning_rate, low=0, low_open=True),
+            check_int("num_classes", num_classes, low=2))
 
 
 def fit_linear_probe(encoder, train_batches, test_batches, module=None, num_classes=10,

@@ -9,7 +9,7 @@ from keras import layers, ops
 
 from gim_zoo.models.module_stack import build_module_stack
 from gim_zoo.models.input_checks import (FeatureModel, InputCheck, check_images,
-                                         empty_output, is_array)
+                                         empty_output, is_array, is_empty_batch)
 from gim_zoo.models.patches import GridAveragePool, ImagePatches, PatchGridPool, grid_size
 
 
@@ -164,6 +164,10 @@ class PatchResNetEncoder(keras.Model):
 
     def module_outputs(self, images, upto=None, training=False):
         """Pooled (B, G, G, C_k) output of modules 1..upto (default all)."""
+        if is_empty_batch(images):  # (0, G, G, C_k), as for any batch size
+            self.check_images(images)
+            return [ops.zeros((0, self.grid, self.grid, c))
+                    for c in self.output_channels[: upto or self.num_modules]]
         h = self.patches(images)
         outputs = []
         for module in self.gim_modules[: upto or self.num_modules]:

@@ -236,10 +236,22 @@ def folder_pins(folder: str | os.PathLike) -> dict:
     return files
 
 
-def verify_folder(folder: str | os.PathLike, expected: dict) -> Path:
+# What recovers a file that failed its check, by where the folder came from: only a
+# reinstall restores the package's own copy (deleting it would make things worse).
+RECOVER_BUNDLED = ("it is the copy bundled inside the gim_zoo package: reinstall gim_zoo "
+                   "(pip install --force-reinstall gim_zoo; in a clone, `git checkout -- "
+                   "gim_zoo/pretrained`) to restore it")
+RECOVER_DOWNLOAD = ("delete its huggingface_hub cache entry (`hf cache delete`, or the "
+                    "folder under the cache) and load again: it is downloaded afresh")
+RECOVER_FOLDER = "replace it with an intact copy of the folder (or write the folder again)"
+
+
+def verify_folder(folder: str | os.PathLike, expected: dict,
+                  recovery: str = RECOVER_FOLDER) -> Path:
     """Check every pinned file exists in `folder` with the pinned sha256; returns the folder.
 
     Every name is checked to stay inside the folder before anything is read.
+    recovery: what the error tells the user to do (RECOVER_BUNDLED, RECOVER_DOWNLOAD...).
 
     Raises:
         IntegrityError: a name leaves the folder, a pinned file is missing, or its sha256
@@ -250,14 +262,14 @@ def verify_folder(folder: str | os.PathLike, expected: dict) -> Path:
     for filename, want in sorted(expected.items()):
         path = paths[filename]
         if not path.is_file():
-            raise IntegrityError(f"{path} is missing (expected sha256 {want[:12]}...)")
+            raise IntegrityError(f"{path} is missing (expected sha256 {want[:12]}...): "
+                                 f"{recovery}")
         got = sha256_of(path)
         if got != want:
             raise IntegrityError(
-                f"{path} failed its integrity check: sha256 {got[:12]}... but the package "
-                f"pins {want[:12]}... The file is truncated, corrupted or tampered with; "
-                "delete it (for a Hub download, its huggingface_hub cache entry) and load again."
-            )
+                f"{path} failed its integrity check: sha256 {got[:12]}... but the pins say "
+                f"{want[:12]}... The file is truncated, corrupted or tampered with; "
+                f"{recovery}.")
     return folder
 
 
@@ -321,10 +333,10 @@ def resolve(spec, hub_repo: str | None = None, revision: str | None = None,
             log.info("gim_zoo: %s not available from the Hub (%s); using the bundled copy",
                      name, tried[-1])
         else:
-            return verify_folder(folder, expected)
+            return verify_folder(folder, expected, RECOVER_DOWNLOAD)
     bundled = BUNDLED_DIR / name
     if bundled.is_dir():
-        return verify_folder(bundled, expected)
+        return verify_folder(bundled, expected, RECOVER_BUNDLED)
     tried.append(f"bundled copy {bundled}: missing")
     raise WeightsNotAvailableError(
         f"no pretrained weights for {name!r} could be found: " + "; ".join(tried))
@@ -335,7 +347,8 @@ def resolve(spec, hub_repo: str | None = None, revision: str | None = None,
 from gim_zoo.presets.folder import (ENCODER_CLASSES, check_folder_config,  # noqa: E402
                                     check_model_folder_target, is_model_folder,
                                     load_weights_checked, read_encoder, write_model_folder)
-from gim_zoo.presets.upload import plan_upload, publish, unlisted_files  # noqa: E402
+from gim_zoo.presets.upload import (check_repo_id, plan_upload, publish,  # noqa: E402
+                                    unlisted_files)
 
 __all__ = [
     "BUNDLED_DIR", "CARD_FILE", "CONFIG_FILE", "ENCODER_CLASSES", "LOCAL_DIR_ENV",
@@ -348,5 +361,5 @@ __all__ = [
     "verify_folder",
     "check_folder_config", "check_model_folder_target", "is_model_folder",
     "load_weights_checked", "read_encoder", "write_model_folder",
-    "plan_upload", "publish", "unlisted_files",
+    "check_repo_id", "plan_upload", "publish", "unlisted_files",
 ]

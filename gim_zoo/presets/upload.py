@@ -91,6 +91,32 @@ def _checked_contents(folder):
     return contents
 
 
+def check_repo_id(repo_id):
+    """Refuse a Hub repository id the Hub would (PublishError, one line), before anything
+    is read or sent."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        if not isinstance(repo_id, str) or not repo_id.strip():
+            raise HFValidationError("it is empty")
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise PublishError(f"{repo_id!r} is not a valid Hub repository id ({e}); use "
+                           "NAMESPACE/NAME, e.g. your-org/gim-fmnist-resnet") from None
+    return repo_id
+
+
+def _network_error(e):
+    """Whether `e` says the Hub could not be reached (no network, refused, offline mode),
+    whichever HTTP library huggingface_hub uses."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    return isinstance(e, (OSError, OfflineModeIsEnabled)) or any(
+        cls.__name__ in ("TransportError", "ConnectionError", "Timeout")
+        for cls in type(e).__mro__)
+
+
 def publish(folder, repo_id, private=False, token=None, endpoint=None):
     """Upload exactly plan_upload's files (after its checks) in one commit.
 
@@ -100,9 +126,10 @@ def publish(folder, repo_id, private=False, token=None, endpoint=None):
     Raises:
         PublishError: the folder is not fit to publish, or the Hub refused it.
     """
-    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub import CommitOperationAdd, HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError
 
+    check_repo_id(repo_id)
     contents = _checked_contents(folder)
     try:
         api = HfApi(endpoint=endpoint, token=token)
@@ -116,3 +143,11 @@ def publish(folder, repo_id, private=False, token=None, endpoint=None):
         hint = " (no or invalid token: set HF_TOKEN or run `hf auth login`)" \
             if status in (401, 403) else ""
         raise PublishError(f"the Hub refused the upload: HTTP {status}{hint}") from None
+    except Exception as e:  # noqa: BLE001  only network failures, re-raised otherwise
+        if not _network_error(e):
+            raise
+        reason = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PublishError(
+            f"cannot reach the Hub at {endpoint or constants.ENDPOINT} ({reason}): nothing "
+            "was uploaded; check the network connection (and that HF_HUB_OFFLINE is not "
+            "set), then publish again") from None

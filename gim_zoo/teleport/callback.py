@@ -22,7 +22,8 @@ import numpy as np
 from keras import ops
 
 from gim_zoo.optimizer_slots import reset_slots
-from gim_zoo.teleport.search import Teleporter
+from gim_zoo.teleport.search import Teleporter, check_search, check_tolerances
+from gim_zoo.validation import check_int
 
 OPTIMIZER_STATES = ("reset", "keep")
 
@@ -62,16 +63,15 @@ class SymmetryTeleport(keras.callbacks.Callback):
             raise ValueError(f"teleport data needs examples and as many labels; got "
                              f"{len(self.x)} inputs and "
                              f"{'no' if self.y is None else len(self.y)} labels")
-        self.at_steps = sorted({int(s) for s in at_steps})
-        if self.at_steps and self.at_steps[0] < 0:
-            raise ValueError(f"at_steps count steps of a fit from 0; got {self.at_steps}")
+        self.at_steps = sorted({check_int("at_steps", s, low=0, note="steps of a fit, "
+                                          "counted from 0") for s in at_steps})
         self.group, self.objective = group, objective
-        self.steps, self.lr, self.batch_size = int(steps), float(lr), int(batch_size)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        (self.steps, self.lr), self.batch_size = check_search(steps, lr), \
+            check_int("batch_size", batch_size, low=1)
         self.optimizer_state, self.loss_fn = optimizer_state, loss_fn
-        self.loss_tolerance, self.max_condition = float(loss_tolerance), float(max_condition)
-        self.seed, self.verbose = int(seed), int(verbose)
+        self.loss_tolerance, self.max_condition = check_tolerances(loss_tolerance,
+                                                                   max_condition)
+        self.seed, self.verbose = check_int("seed", seed, low=0), int(verbose)
         self._rng = np.random.default_rng(seed)
         self._teleporter = None
         self._first_step, self._done = 0, set()

@@ -25,8 +25,22 @@ import numpy as np
 from keras import ops
 
 from gim_zoo.teleport.symmetries import actions_for
+from gim_zoo.validation import check_int, check_number
 
 OBJECTIVES = ("grad_norm", "sharpness_min", "sharpness_max")
+
+
+def check_search(steps, lr):
+    """(steps, lr) of an orbit search, checked: at least one gradient step of a finite,
+    positive length (a NaN length would move nowhere and still report a teleport)."""
+    return (check_int("steps", steps, low=1, note="gradient steps of the orbit search"),
+            check_number("lr", lr, low=0, low_open=True, note="the search's step length"))
+
+
+def check_tolerances(loss_tolerance, max_condition):
+    """(loss_tolerance, max_condition), checked: see Teleporter."""
+    return (check_number("loss_tolerance", loss_tolerance, low=0),
+            check_number("max_condition", max_condition, low=1))
 
 
 # --- differentiation, the only backend-specific part -------------------------------------
@@ -82,8 +96,10 @@ class Teleporter:
         self.loss_fn = loss_fn or default_loss
         self.actions = actions_for(model, group)
         self.variables = list(model.trainable_variables)
-        self.rho, self.perturbations = float(rho), int(perturbations)
-        self.loss_tolerance, self.max_condition = float(loss_tolerance), float(max_condition)
+        self.rho = check_number("rho", rho, low=0, low_open=True)
+        self.perturbations = check_int("perturbations", perturbations, low=1)
+        self.loss_tolerance, self.max_condition = check_tolerances(loss_tolerance,
+                                                                   max_condition)
         self._rng = np.random.default_rng(seed)
 
     def check_batch(self, size):
@@ -178,6 +194,7 @@ class Teleporter:
     def teleport(self, batch, steps=10, lr=0.1):
         """Move the model's weights to the best orbit point found; returns a record of the
         objective and the loss before and after."""
+        steps, lr = check_search(steps, lr)
         batch = tuple(ops.convert_to_tensor(b) if b is not None else None for b in batch)
         self.check_batch(ops.shape(batch[0])[0])
         context = self._context(batch)

@@ -22,7 +22,7 @@ def stripes(n=16):
     return np.repeat(rows, 28, axis=1)
 
 
-@pytest.mark.slow  # 15 epochs (as tests/test_gim.py's fit)
+@pytest.mark.slow  # 15 epochs
 def test_fit_lowers_the_loss_and_draws_new_negatives_every_step(tiny_encoder):
     model = GreedyInfoMax(tiny_encoder, seed=0)
     seeds = [v for v in model.non_trainable_variables if "seed_generator" in v.path]

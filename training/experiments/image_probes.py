@@ -18,6 +18,7 @@ from gim_zoo.data.sources import image_source
 from gim_zoo.models.probe import balanced_subset, encode, probe_from_features
 from gim_zoo.files import atomic_write_json, sha256_of
 from gim_zoo.presets import load_weights_checked
+from gim_zoo.validation import check_config, integer, number
 from experiments.run_directory import RunDirectory
 from experiments.pretraining import TrainConfig
 
@@ -41,6 +42,12 @@ class ProbeConfig:
     redo: bool = False
     dataset: str = ""
     test_fraction: float = 0.0
+
+    LIMITS = {"module": integer(0, note="0: the last"),
+              "pool_to": integer(0, note="0: the model's probe pooling"),
+              "steps": integer(1), "batch_size": integer(1),
+              "learning_rate": number(0, low_open=True), "seed": integer(0),
+              "verbose": integer(0, 2)}
 
     HELP = {
         "dataset": "labelled data the probe fits (its train split) and scores (its test "
@@ -69,12 +76,6 @@ class ProbeConfig:
     }
 
 
-def train_config_of(run):
-    """The TrainConfig a run directory was made with."""
-    return TrainConfig(**{k: v for k, v in run.read_config().items()
-                          if k in {f.name for f in dataclasses.fields(TrainConfig)}})
-
-
 def probe_source(config, spec, train_config, encoder):
     """The labelled source the probe reads, fitted to the encoder's input: --dataset, else
     the run's training source, else the model's."""
@@ -100,7 +101,7 @@ def load_encoder(config):
     if not config.run_dir:
         raise ValueError("give --run_dir (a trained run) or --random_init --model=NAME")
     run = RunDirectory(config.run_dir)
-    train_config = train_config_of(run)
+    train_config = run.read_config(TrainConfig)  # types and ranges checked, file named
     spec = registry.get(train_config.model)
     if not run.encoder_weights_path.exists():
         raise FileNotFoundError(
@@ -149,6 +150,7 @@ def probe(config):
     """Fit and evaluate the linear probe for every budget and seed not already probed with
     the same encoder weights and settings; writes one JSON per budget and seed and returns
     the list of result dicts (earlier ones marked `reused`)."""
+    check_config(config)  # before any work: --steps=0 would fit forever
     budgets = parse_budgets(config.labels_per_class)
     seeds = parse_seeds(config.seeds) if config.seeds else [config.seed]
     encoder, spec, train_config, out_dir, encoder_id = load_encoder(config)

@@ -29,6 +29,7 @@ from gim_zoo.lottery.tickets import (completed_rounds, masks_path, read_round_ma
                                      read_round_metrics, rewind_point_path,
                                      round_metrics_path, trained_weights_path)
 from gim_zoo.models.probe import balanced_subset, fit_linear_probe
+from gim_zoo.validation import check_config, integer, number, rate
 from experiments.run_directory import RunDirectory
 
 CONTROLS = ("", "random_reinit", "random_prune")
@@ -62,6 +63,14 @@ class LotteryConfig:
     probe_steps: int = 1000
     data_dir: str = ""
     verbose: int = 2
+
+    LIMITS = {"rounds": integer(1), "epochs": integer(1), "batch_size": integer(1),
+              "learning_rate": number(0, low_open=True), "rewind_step": integer(0),
+              "global_rate": rate(), "conv_rate": rate(), "seed": integer(0),
+              "max_examples": integer(0, note="0: all"),
+              "eval_examples": integer(0, note="0: all"),
+              "probe_labels_per_class": integer(1), "probe_steps": integer(1),
+              "verbose": integer(0, 2)}
 
     HELP = {
         "out_dir": "run directory (required; created, and re-running the same command "
@@ -202,6 +211,7 @@ class KeepTrainedRound(keras.callbacks.Callback):
 
 def run_imp(config):
     """Run (or resume) the rounds; returns the list of per-round metrics."""
+    check_config(config)  # every check before the run directory is written
     if config.network not in known_networks():
         raise ValueError(f"unknown network {config.network!r}; known: {known_networks()}")
     if config.control not in CONTROLS:

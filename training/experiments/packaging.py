@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gim_zoo import presets, registry
 from gim_zoo.exporting import export_tflite
-from gim_zoo.files import OutputExistsError, atomic_write_text, sha256_of
+from gim_zoo.files import OutputExistsError, atomic_write_text, read_json_object, sha256_of
 from gim_zoo.presets import check_model_folder_target, load_weights_checked, write_model_folder
 from experiments.run_directory import RunDirectory
 from experiments import model_cards
@@ -52,7 +52,7 @@ def read_probes(probes_dir, module=3, pool_to=1, weights=None, dataset=None):
     encoder = f"sha256:{sha256_of(weights)}" if weights else None
     by_budget = {}
     for path in sorted(Path(probes_dir).glob("*-seed*.json")):
-        probe = json.loads(path.read_text())
+        probe = read_json_object(path)
         if "labels_per_class" not in probe:  # an audio probe (probe_audio.py)
             continue
         if encoder and probe.get("encoder", encoder) != encoder:
@@ -101,7 +101,7 @@ def training_jobs(run_dir):
             raise FileNotFoundError(
                 f"{run_dir} (a run the packaged weights started from) is missing: its "
                 "command and training time cannot be recorded")
-        config = TrainConfig(**run.read_config())
+        config = run.read_config(TrainConfig)
         trained = run.read_metrics()
         check_trained(run_dir, trained)
         jobs.append((str(run_dir), config, trained))
@@ -190,7 +190,7 @@ def read_audio_probes(probes_dir, seed=0):
     """{"moduleN": phone / speaker probe result} of the JSONs probe_audio.py wrote."""
     probes = {}
     for path in sorted(Path(probes_dir).glob(f"audio-*-module*-seed{seed}.json")):
-        probe = json.loads(path.read_text())
+        probe = read_json_object(path)
         probes[f"module{probe['module']}"] = {
             k: probe[k] for k in ("phone_accuracy", "speaker_accuracy", "phone_frames_test",
                                   "utterances_test", "module", "feature_dim", "steps")}
@@ -258,7 +258,7 @@ def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None, note=
     spec = registry.get(name)
     check_out_dir(folder, run_dir, overwrite)
     run = RunDirectory(run_dir)
-    config = TrainConfig(**run.read_config())
+    config = run.read_config(TrainConfig)
     if config.model != name:
         raise ValueError(f"{run_dir} trained {config.model!r}, not {name!r}")
     check_trained(run_dir, run.read_metrics())  # before any work
@@ -283,7 +283,7 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
     check_out_dir(folder, ticket_dir, overwrite)
     if not spec.ticket_of:
         raise ValueError(f"{name} is not a lottery-ticket model; package it with --run_dir")
-    config = LotteryConfig(**RunDirectory(ticket_dir).read_config())
+    config = RunDirectory(ticket_dir).read_config(LotteryConfig)
     if config.network != spec.ticket_of or config.control:
         raise ValueError(f"{ticket_dir} pruned {config.network!r}"
                          f"{' as a control' if config.control else ''}; {name} is a ticket "

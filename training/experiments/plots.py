@@ -1,6 +1,5 @@
 """PNG plots of results people would rather see than read (headless: Agg backend)."""
 
-import csv
 from pathlib import Path
 
 import matplotlib
@@ -9,14 +8,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from gim_zoo.files import atomic_path  # noqa: E402
+from experiments.run_directory import read_history_rows  # noqa: E402
 
 
 def read_history(path):
-    """history.csv (Keras CSVLogger) -> {column: [float, ...]}, last row per epoch kept."""
+    """history.csv (Keras CSVLogger) -> {column: [float, ...]}, last row per epoch kept
+    (a cut-short last line left out; a damaged file refused, naming it)."""
     rows = {}
-    with open(path) as f:
-        for row in csv.DictReader(f):
-            rows[int(row["epoch"])] = row
+    for row in read_history_rows(path)[1]:
+        rows[int(row["epoch"])] = row
     columns = {}
     for epoch in sorted(rows):
         for key, value in rows[epoch].items():

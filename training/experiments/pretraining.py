@@ -17,6 +17,7 @@ from gim_zoo.data import images_only, load_speech
 from gim_zoo.data.pipelines import corrupt_images_named, eval_pipeline, train_pipeline
 from gim_zoo.data.sources import FolderSource, image_source, source_from_string
 from gim_zoo.presets import load_weights_checked
+from gim_zoo.validation import check_int
 from gim_zoo.models.probe import balanced_subset
 from gim_zoo.callbacks.backup import ResumableBackup, save_weights_as_worker
 from experiments.plots import plot_loss_curves
@@ -140,6 +141,8 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0 (0: the default), got "
                                  f"{getattr(self, name)}")
+        check_int("--verbose", self.verbose, 0, 2, note="0 silent, 1 progress bar, 2 a line "
+                  "per epoch")
         if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0):
             raise ValueError(f"--learning_rate must be a finite number >= 0 (0: the "
                              f"registry's), got {self.learning_rate}")
@@ -231,24 +234,69 @@ def train(config):
     config = config.resolved()
     spec = registry.get(config.model)
     check_data(config, spec)
+    warn_about_random_modules(config)
     strategy = make_strategy(config.strategy, config.cpu_devices)
     run = RunDirectory(config.out_dir)
     chief = is_chief(strategy)
     # The chief holds the run directory for the whole run: a second train.py on the same
     # --out_dir is refused (the other workers of its own cluster only read it).
-    with run.lock() if chief else contextlib.nullcontext():
-        run.prepare(dataclasses.asdict(config),
-                    defaults={**dataclasses.asdict(TrainConfig()), **config.data_defaults(spec)},
-                    write=chief)
+    with run.lock() if chief else contextlib.nullcontext(), os_errors_naming(run.path):
+        # Everything is checked before anything is written: the configuration against
+        # config.json and the backup's record, then the backup itself.
+        run.compare_config(dataclasses.asdict(config), defaults={
+            **dataclasses.asdict(TrainConfig()), **config.data_defaults(spec)})
+        if chief:  # a killed process's temporary files: this one holds the lock
+            run.remove_temporaries()
         finished = _already_complete(run, config)
         if finished is not None:  # nothing to train or evaluate again (nor to resume: a
             return finished       # finished run needs no backup, e.g. one kept in git)
         run.check_backup()  # a damaged backup is refused, never resumed
+        if chief:
+            run.write_config(dataclasses.asdict(config))
+            run.repair_history()  # a line cut short by a crash is dropped, then re-made
         keras.utils.set_random_seed(config.seed)
         # under the strategy: the model, its optimizer and metrics; an image file that does
         # not decode mid-epoch is reported by name
         with strategy.scope(), corrupt_images_named():
             return TRAIN_BY_MODALITY[spec.modality.name](config, spec, run)
+
+
+@contextlib.contextmanager
+def os_errors_naming(folder):
+    """Errors of the file system while a run trains name a path: an OSError raised
+    without one (a full disk under CSVLogger's write) gets the run directory, and
+    TensorFlow's own file errors about it (TensorBoard's event writer) become one-line
+    OSErrors instead of tracebacks."""
+    import re
+
+    import tensorflow as tf
+
+    from gim_zoo.files import os_error_naming
+
+    try:
+        yield
+    except OSError as e:
+        raise os_error_naming(e, folder) from e
+    except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
+            tf.errors.FailedPreconditionError, tf.errors.ResourceExhaustedError,
+            tf.errors.AlreadyExistsError) as e:
+        message = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:.*", "", e.message or "").strip()
+        if str(folder) not in message:
+            raise
+        raise OSError(message) from e
+
+
+def warn_about_random_modules(config):
+    """--train_module=k (k > 1) trains module k on top of frozen modules 1..k-1: without
+    --init_from those keep their random initialisation, which is rarely what was meant."""
+    k = config.train_module
+    if k > 1 and not config.init_from:
+        earlier = "module 1" if k == 2 else f"modules 1-{k - 1}"
+        print(f"warning: --train_module={k} without --init_from: {earlier} stay frozen at "
+              f"their random initialisation. To train module {k} on trained modules, pass "
+              f"the module-{k - 1} run as --init_from=RUN_DIR", file=sys.stderr, flush=True)
+        return True
+    return False
 
 
 def _already_complete(run, config):
@@ -439,7 +487,8 @@ def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
                       keras.callbacks.TensorBoard(str(run.logs_dir), write_graph=False)]
     # Module at a time: back up module k's variables and moments only.
     backup = ResumableBackup(run.backup_dir, write=chief, recovery=run.recovery,
-                             variables=model.trained_variables if config.train_module else None)
+                             variables=model.trained_variables if config.train_module else None,
+                             settings=dataclasses.asdict(config))
     callbacks.append(backup)
     if SelfKill.from_env():  # fault-injection tests only
         callbacks.append(SelfKill.from_env())

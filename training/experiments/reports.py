@@ -4,9 +4,9 @@ Numbers come only from metrics.json / probes/*.json written by train.py and prob
 README tables are generated, never typed.
 """
 
-import json
 from pathlib import Path
 
+from gim_zoo.files import read_json_object
 from experiments.plots import plt, save_figure, style_axes
 
 BUDGETS = (("60", "1% (60/class)"), ("600", "10% (600/class)"), ("all", "100%"))
@@ -14,7 +14,7 @@ BUDGETS = (("60", "1% (60/class)"), ("600", "10% (600/class)"), ("all", "100%"))
 
 def _probes(run_dir):
     for path in sorted(Path(run_dir).glob("probes/*.json")):
-        yield json.loads(path.read_text())
+        yield read_json_object(path)
 
 
 def collect(runs_root, seed=0, pool_to=3):
@@ -44,7 +44,7 @@ def collect(runs_root, seed=0, pool_to=3):
         suffix = "" if budget == "all" else f"-labels{budget}"
         metrics = root / f"supervised-fmnist-resnet{suffix}-seed{seed}" / "metrics.json"
         if metrics.exists():
-            supervised[budget] = json.loads(metrics.read_text()).get("test_accuracy")
+            supervised[budget] = read_json_object(metrics).get("test_accuracy")
     if supervised:
         rows["Supervised end-to-end (trained on the budget, global-pool head)"] = supervised
     return rows, per_module
@@ -102,7 +102,7 @@ def training_table(runs_root, seed=0):
         metrics_path = run_dir / "metrics.json"
         if not metrics_path.exists():
             continue
-        m = json.loads(metrics_path.read_text())
+        m = read_json_object(metrics_path)
         final = (f"accuracy {m['test_accuracy']:.4f}" if "test_accuracy" in m
                  else f"InfoNCE {m.get('test_loss', float('nan')):.4f} (sum over losses)")
         lines.append(f"| {run_dir.name} | {m.get('epochs_completed')} | "
@@ -223,7 +223,7 @@ def finetune_results(run_dirs):
     for d in run_dirs:
         path = Path(d) / "metrics.json"
         if path.exists():
-            m = json.loads(path.read_text())
+            m = read_json_object(path)
             results.setdefault(m["variant"], []).append({**m, "run_dir": str(d)})
     rank = {v: i for i, v in enumerate(FINETUNE_ORDER)}
     return dict(sorted(results.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
@@ -300,7 +300,7 @@ def teleport_results(run_dirs):
     for d in run_dirs:
         path = Path(d) / "metrics.json"
         if path.exists():
-            m = json.loads(path.read_text())
+            m = read_json_object(path)
             if "final_subset_loss" in m:
                 arm = m.get("arm", "teleport" if m["teleport"] else "plain")
                 results.setdefault((m["model"], m["optimizer"]), {}).setdefault(arm, []).append(m)
@@ -364,7 +364,7 @@ def audio_table(result_paths):
     """Markdown: phone and speaker probe accuracy per feature source (audio_probing JSONs)."""
     rows = []
     for path in result_paths:
-        r = json.loads(Path(path).read_text())
+        r = read_json_object(Path(path))
         name = r["source"] + (f", module {r['module']}" if r.get("module") else "")
         rows.append((name, r))
     if not rows:

@@ -23,6 +23,7 @@ from gim_zoo.callbacks.rifle import RIFLE, rifle_epochs
 from gim_zoo.data.digits import digits_split
 from gim_zoo.data.pipelines import corrupt_images_named, eval_pipeline
 from gim_zoo.data.sources import image_source
+from gim_zoo.validation import check_config, integer, number
 from experiments.run_directory import EpochTimer, RunDirectory
 
 
@@ -46,6 +47,12 @@ class FinetuneConfig:
     dataset: str = ""
     test_fraction: float = 0.0
     data_dir: str = ""
+
+    LIMITS = {"labels_per_class": integer(0, note="0: all"), "epochs": integer(1),
+              "batch_size": integer(1), "learning_rate": number(0, low_open=True),
+              "rifle_times": integer(0), "quiet_epochs": integer(-1, note="-1: a tenth"),
+              "dropout": number(0, 1, high_open=True), "module": integer(0),
+              "pool_to": integer(0), "seed": integer(0), "verbose": integer(0, 2)}
 
     HELP = {
         "dataset": "the labelled target: '' the handwritten digits (the transfer task of "
@@ -130,6 +137,7 @@ class ModuleDistanceTracker(keras.callbacks.Callback):
 
 def finetune(config):
     """Fine-tune `config.model` on the digits; returns (and writes) the run's metrics."""
+    check_config(config)  # every check before the run directory is written
     spec = registry.get(config.model)
     if spec.modality.name != "image":
         raise ValueError(f"{spec.name} takes {spec.modality.inputs}; fine-tuning here is "

@@ -21,6 +21,7 @@ from gim_zoo.models.probe import fit_softmax
 from gim_zoo.files import atomic_write_json
 from gim_zoo.data import load_speech
 from gim_zoo.modality import AUDIO, FRAME_HOP, SAMPLE_RATE
+from gim_zoo.validation import check_config, integer
 
 
 
@@ -38,6 +39,10 @@ class AudioProbeConfig:
     alignment_file: str = ""
     max_utterances: int = 0
     out_dir: str = ""
+
+    LIMITS = {"module": integer(0, note="0: the last"),
+              "crop_samples": integer(FRAME_HOP, note="a multiple of 160: 10 ms frames"),
+              "steps": integer(1), "seed": integer(0), "max_utterances": integer(0)}
 
     HELP = {
         "run_dir": "a train.py run directory of an audio model (its encoder is probed)",
@@ -103,6 +108,7 @@ def probe_features(train, test, num_phones, num_speakers, steps, seed):
 
 def probe_audio(config):
     """Probe one feature source; writes and returns the result."""
+    check_config(config)  # before loading anything
     dataset = source_from_string(config.dataset)
     data = {split: load_speech(dataset, split, config.data_dir,
                                config.alignment_file or None, config.max_utterances or None)

@@ -20,6 +20,7 @@ from keras import ops
 from gim_zoo.data import load_fashion_mnist
 from gim_zoo.data.sources import FASHION_MNIST
 from gim_zoo.teleport import GROUPS, OBJECTIVES, OPTIMIZER_STATES, SymmetryTeleport
+from gim_zoo.validation import check_config, integer, number
 from experiments.run_directory import EpochTimer, RunDirectory
 
 OPTIMIZERS = {  # name -> (class, default learning rate)
@@ -53,6 +54,13 @@ class TeleportConfig:
     out_dir: str = ""
     verbose: int = 1
 
+    LIMITS = {"learning_rate": number(0, note="0: the optimizer's default"),
+              "teleport_steps": integer(1), "teleport_lr": number(0, low_open=True),
+              "teleport_batch": integer(1), "width": integer(1),
+              "train_examples": integer(1), "epochs": integer(1), "batch_size": integer(1),
+              "eval_every": integer(1), "target_loss": number(), "seed": integer(0),
+              "verbose": integer(0, 2)}
+
     HELP = {
         "model": "mlp (leaky-ReLU 784-W-W-10) or gim-fmnist-resnet (its module 1 under "
                  "InfoNCE, rescaling group)",
@@ -77,7 +85,14 @@ class TeleportConfig:
     }
 
     def steps(self):
-        return sorted({int(s) for s in str(self.at_steps).split(",") if s.strip()})
+        try:
+            steps = sorted({int(s) for s in str(self.at_steps).split(",") if s.strip()})
+        except ValueError:
+            steps = [-1]
+        if steps and steps[0] < 0:
+            raise ValueError(f"--at_steps wants comma-separated steps >= 0 like 0,50,100; "
+                             f"got {self.at_steps!r}")
+        return steps
 
 
 def mlp(width=128, seed=0):
@@ -127,6 +142,8 @@ def steps_to_target(curve, target):
 def _check(config):
     from gim_zoo import registry
 
+    check_config(config)
+    config.steps()  # --at_steps parses
     if config.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got "
                          f"{config.optimizer!r}")
