@@ -17,6 +17,7 @@ from gim_zoo import registry
 from gim_zoo.data import image_pipeline, images_only, load_speech, load_split
 from gim_zoo.data.pipelines import epochs_pipeline
 from gim_zoo.presets import load_weights_checked
+from gim_zoo.precision import check_policy, policy_scope
 from gim_zoo.models.probe import balanced_subset
 from gim_zoo.callbacks.backup import ResumableBackup, save_weights_as_worker
 from experiments.plots import plot_loss_curves
@@ -46,6 +47,10 @@ class TrainConfig:
     cpu_devices: int = 0  # >1: split the CPU into this many logical devices
     verbose: int = 1
     final_eval_examples: int = 0  # 0: the whole test split
+    # GPU-ready training (docs/gpu.md): dtype policy, XLA, steps per tf.function call
+    mixed_precision: str = ""  # "", "mixed_float16" or "mixed_bfloat16"
+    jit_compile: str = "auto"  # "auto" (Keras: XLA on GPU, off on CPU), "true", "false"
+    steps_per_execution: int = 1
 
     HELP = {
         "model": "registry name, e.g. gim-fmnist-resnet, cpc-fmnist-resnet, "
@@ -84,6 +89,13 @@ class TrainConfig:
                     "InfoNCE negatives are drawn within each replica's share",
         "cpu_devices": "split the CPU into this many logical devices (tf.distribute on a "
                        "CPU-only machine: tests, benchmarks); 0 leaves it whole",
+        "mixed_precision": "Keras dtype policy: '' (float32), 'mixed_float16' (with loss "
+                           "scaling; GPUs) or 'mixed_bfloat16' (GPUs, TPUs, recent CPUs); "
+                           "InfoNCE scores, softmax and losses stay float32 (docs/gpu.md)",
+        "jit_compile": "XLA-compile the train step: 'auto' (Keras's default: on with a GPU, "
+                       "off on CPU and under --strategy), 'true' or 'false'",
+        "steps_per_execution": "train steps per tf.function call (fewer Python round trips "
+                               "on a GPU); callbacks see every Nth batch",
     }
 
     def resolved(self):
@@ -102,6 +114,11 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0 (0: the default), got "
                                  f"{getattr(self, name)}")
+        check_policy(self.mixed_precision)
+        xla_setting(self)  # a ValueError for anything but auto / true / false
+        if self.steps_per_execution < 1:
+            raise ValueError(f"--steps_per_execution must be >= 1, got "
+                             f"{self.steps_per_execution}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0):
             raise ValueError(f"--learning_rate must be a finite number >= 0 (0: the "
                              f"registry's), got {self.learning_rate}")
@@ -115,6 +132,7 @@ class TrainConfig:
             epochs=self.epochs or spec.epochs,
             batch_size=self.batch_size or spec.batch_size,
             learning_rate=self.learning_rate or spec.learning_rate,
+            jit_compile=str(self.jit_compile).lower(),  # the API may pass True / False
         )
         if config.max_examples and config.batch_size > config.max_examples:
             raise ValueError(f"--batch_size ({config.batch_size}) must not exceed "
@@ -136,6 +154,18 @@ class TrainConfig:
                 if min(overrides[key]) < 1:
                     raise ValueError(f"--{key} must be positive integers, got {value!r}")
         return overrides
+
+
+JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
+
+
+def xla_setting(config):
+    """TrainConfig.jit_compile as compile() takes it: "auto", True or False."""
+    value = str(config.jit_compile).lower()
+    if value not in JIT_COMPILE:
+        raise ValueError(f"--jit_compile must be one of {tuple(JIT_COMPILE)}, got "
+                         f"{config.jit_compile!r}")
+    return JIT_COMPILE[value]
 
 
 def _history_seconds(history_csv):
@@ -163,7 +193,9 @@ def train(config):
             return finished       # finished run needs no backup, e.g. one kept in git)
         run.check_backup()  # a damaged backup is refused, never resumed
         keras.utils.set_random_seed(config.seed)
-        with strategy.scope():  # the model, its optimizer and metrics are built under it
+        # the model, its optimizer and metrics are built under the strategy and the
+        # run's dtype policy (put back afterwards: it is process-wide)
+        with strategy.scope(), policy_scope(config.mixed_precision):
             return TRAIN_BY_MODALITY[spec.modality.name](config, spec, run)
 
 
@@ -345,12 +377,20 @@ def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
         _one_element_logs(model)
     supervised = spec.objective == "supervised"
     optimizer = keras.optimizers.Adam(config.learning_rate)
+    # mixed_float16: compile wraps the optimizer in a LossScaleOptimizer
+    speed = dict(jit_compile=xla_setting(config),
+                 steps_per_execution=config.steps_per_execution)
     if supervised:
         # weighted: audio crops weight padded frames 0 (images carry no weights)
         model.compile(optimizer, "sparse_categorical_crossentropy",
-                      weighted_metrics=["accuracy"])
+                      weighted_metrics=["accuracy"], **speed)
     else:
-        model.compile(optimizer)
+        model.compile(optimizer, **speed)
+    if speed["jit_compile"] is True and model.jit_compile is not True:
+        # Keras falls back to no XLA with a warning (a layer without XLA support, or
+        # TensorFlow's op determinism); asked for explicitly, that is an error
+        raise ValueError("--jit_compile=true: Keras cannot XLA-compile this model here "
+                         "(see its warning above); use --jit_compile=auto or false")
     if config.init_from:  # also on resume: a module-at-a-time backup holds module k only
         load_weights_checked(model.encoder, RunDirectory(config.init_from).encoder_weights_path)
 
