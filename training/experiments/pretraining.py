@@ -168,6 +168,23 @@ def xla_setting(config):
     return JIT_COMPILE[value]
 
 
+def steps_per_execution(config, steps_per_epoch):
+    """--steps_per_execution, or the largest divisor of an epoch's steps below it.
+
+    Keras runs whole executions: with 8 steps per epoch and 3 per execution it trains 9
+    and takes the 9th batch from the next epoch's, so every later epoch is shifted and a
+    resumed run (which starts at its epoch's first batch) no longer repeats an
+    uninterrupted one. The same divisor on every (re)start keeps resumes exact."""
+    wanted = config.steps_per_execution
+    if not steps_per_epoch or steps_per_epoch % wanted == 0:
+        return wanted
+    used = max(d for d in range(1, wanted + 1) if steps_per_epoch % d == 0)
+    print(f"--steps_per_execution={wanted} does not divide the {steps_per_epoch} steps of "
+          f"an epoch (Keras would take the next epoch's batches): running {used} steps "
+          "per execution", file=sys.stderr, flush=True)
+    return used
+
+
 def _history_seconds(history_csv):
     from experiments.plots import read_history
 
@@ -379,7 +396,7 @@ def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
     optimizer = keras.optimizers.Adam(config.learning_rate)
     # mixed_float16: compile wraps the optimizer in a LossScaleOptimizer
     speed = dict(jit_compile=xla_setting(config),
-                 steps_per_execution=config.steps_per_execution)
+                 steps_per_execution=steps_per_execution(config, steps_per_epoch))
     if supervised:
         # weighted: audio crops weight padded frames 0 (images carry no weights)
         model.compile(optimizer, "sparse_categorical_crossentropy",
