@@ -153,3 +153,38 @@ def test_a_killed_run_resumes_bit_for_bit_with(case, tmp_path, tmp_path_factory)
     out = run(run_dir, *flags, "--verbose=2").stdout
     assert "Epoch 1/" not in out, why  # resumed, not restarted
     assert_same_run(run_dir, reference, why)
+
+
+@pytest.mark.slow  # two JAX subprocesses, each compiling a GIM train step
+def test_the_jax_gpu_benchmark_runs_here_under_jax_without_tensorflow(tmp_path):
+    """benchmarks/jax_gpu_step.py at a toy size on this CPU: what a lent GPU machine (JAX,
+    no TensorFlow) runs. Its children block TensorFlow imports, so passing here means
+    nothing on that path needs TensorFlow."""
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    from tests import subprocs
+
+    root = Path(__file__).resolve().parents[1]
+    figures = tmp_path / "cells.json"
+    env = {**os.environ, "XLA_FLAGS": "--xla_backend_optimization_level=0"}  # compile faster
+    out = subprocs.run([sys.executable, "benchmarks/jax_gpu_step.py", "--widths=4,4,8",
+                        "--blocks=1,1,1", "--stem_width=8", "--batch_sizes=2", "--steps=1",
+                        "--warmup=2", "--policies=float32,mixed_float16",
+                        f"--json={figures}"], env=env, cwd=root)
+    cells = json.loads(figures.read_text())
+    assert set(cells) == {"float32 2", "mixed_float16 2"}, cells
+    assert all("error" not in c and c["device"].startswith("cpu") for c in cells.values())
+    assert all(np.isfinite(c["loss"]) and c["images_per_s"] > 0 for c in cells.values())
+    assert cells["mixed_float16 2"]["optimizer"] == "LossScaleOptimizer"
+    assert "| mixed_float16 | 2 |" in out.stdout
+
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        from jax_gpu_step import _NoTensorFlow
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
+    with pytest.raises(ImportError, match="tensorflow is blocked"):
+        _NoTensorFlow().find_spec("tensorflow", None)
