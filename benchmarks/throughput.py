@@ -167,8 +167,8 @@ def main():
                                  args.rounds, args.images_per_round)))
         return
 
-    names = [n for n in CONFIGS if n in args.configs.split(",")]
-    unknown = set(args.configs.split(",")) - set(CONFIGS)
+    names = list(dict.fromkeys(args.configs.split(",")))  # in the order given: reversing
+    unknown = set(names) - set(CONFIGS)  # it in a second run shows what order did
     if unknown:
         parser.error(f"unknown configuration(s) {sorted(unknown)}; known: {list(CONFIGS)}")
     table, wall, faults, peak = {}, {}, {}, {}

@@ -81,6 +81,16 @@ def test_bad_gpu_flags_are_refused_naming_the_flag(tmp_path, field, value, messa
         tiny_config(tmp_path, **{field: value}).resolved()
 
 
+def test_xla_and_multi_step_calls_are_refused_under_tf_distribute(tmp_path):
+    """Keras 3.15 fails with either under a strategy (a plain Dense model too), so the
+    command is refused before anything is written; mixed precision is fine there."""
+    for other in ({"jit_compile": "true"}, {"steps_per_execution": 2}):
+        with pytest.raises(ValueError, match="--strategy=mirrored takes neither"):
+            tiny_config(tmp_path, strategy="mirrored", **other).resolved()
+    tiny_config(tmp_path, strategy="mirrored", mixed_precision="mixed_float16").resolved()
+    assert not (tmp_path / "run").exists()
+
+
 def test_gpu_flags_from_the_python_api_and_a_resume_with_another_value_is_refused(tmp_path):
     config = tiny_config(tmp_path, jit_compile=True, mixed_precision="mixed_bfloat16",
                          steps_per_execution=4).resolved()
@@ -118,6 +128,19 @@ def test_steps_per_execution_divides_an_epoch(tmp_path, capsys):
     assert steps_per_execution(config, 8) == 2
     assert "running 2 steps per execution" in capsys.readouterr().err
     assert steps_per_execution(dataclasses.replace(config, steps_per_execution=5), 7) == 1
+
+
+@pytest.mark.slow  # a train.py subprocess over 2 logical CPUs
+def test_mirrored_training_with_float16_loss_scaling(tmp_path):
+    """The several-GPU recipe's flags (docs/gpu.md) over 2 logical CPUs: the loss scale
+    optimizer's cross-replica apply with GreedyInfoMax's replica-mean gradients."""
+    import json
+
+    run(tmp_path / "run", "--epochs=1", "--strategy=mirrored", "--cpu_devices=2",
+        "--mixed_precision=mixed_float16")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "complete" and metrics["replicas"] == 2
+    assert math.isfinite(metrics["test_loss"]) and metrics["test_loss"] < 3 * math.log(17)
 
 
 # name: the flags of a killed run; each is compared with an uninterrupted run of its own

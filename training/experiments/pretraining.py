@@ -119,6 +119,15 @@ class TrainConfig:
         if self.steps_per_execution < 1:
             raise ValueError(f"--steps_per_execution must be >= 1, got "
                              f"{self.steps_per_execution}")
+        if self.strategy and (xla_setting(self) is True or self.steps_per_execution > 1):
+            # Keras 3.15 under tf.distribute, a plain Dense model included: XLA fails
+            # ("resource ... located in device CPU:1 from device CPU:0", XLA's known
+            # issue with variables on another device; Keras's "auto" keeps it off under
+            # a strategy), and so does its multi-step loop ("You must feed a value for
+            # placeholder tensor 'while/cond/Placeholder'")
+            raise ValueError(f"--strategy={self.strategy} takes neither --jit_compile=true "
+                             "nor --steps_per_execution > 1 (Keras's tf.distribute training "
+                             "fails with them); leave them at auto and 1 (docs/gpu.md)")
         if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0):
             raise ValueError(f"--learning_rate must be a finite number >= 0 (0: the "
                              f"registry's), got {self.learning_rate}")
