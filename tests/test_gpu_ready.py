@@ -211,3 +211,24 @@ def test_the_jax_gpu_benchmark_runs_here_under_jax_without_tensorflow(tmp_path):
         sys.path.remove(str(root / "benchmarks"))
     with pytest.raises(ImportError, match="tensorflow is blocked"):
         _NoTensorFlow().find_spec("tensorflow", None)
+
+
+@pytest.mark.slow  # two TensorFlow subprocesses
+def test_the_step_memory_benchmark_prints_a_row_per_batch_and_the_slope():
+    """benchmarks/step_memory.py (docs/gpu.md's memory table) at a toy width."""
+    import sys
+    from pathlib import Path
+
+    from tests import subprocs
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocs.run([sys.executable, "benchmarks/step_memory.py", "--configs=gim-m1",
+                        "--batch_sizes=2,4", "--steps=1", "--warmup=1", "--widths=4,4,8",
+                        "--blocks=1,1,1"], cwd=root).stdout
+    rows = [line.split("|")[1:-1] for line in out.splitlines()
+            if line.startswith("| GIM, module 1 only |")]
+    assert [r[1].strip() for r in rows] == ["2", "4"], out
+    for row in rows:
+        peak, rest = float(row[2]), float(row[3])
+        assert rest > 100 and peak >= rest, out  # MiB: TensorFlow alone is hundreds
+    assert "| GIM, module 1 only: each image more (2 -> 4) |" in out, out

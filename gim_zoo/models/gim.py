@@ -138,14 +138,27 @@ class _JaxSteps:
 
         (_, (total, losses, non_trainable)), grads = jax.value_and_grad(
             loss_fn, has_aux=True)([trainable[i] for i in positions])
-        # stateless_apply, not apply in a StatelessScope: a LossScaleOptimizer's apply
-        # branches (ops.cond) on finite gradients with stateful branches, which JAX
-        # cannot trace; its stateless_apply branches on pure functions.
-        trained_values, optimizer_values = self.optimizer.stateless_apply(
-            optimizer_values, grads, [trainable[i] for i in positions])
-        trainable = list(trainable)
-        for i, value in zip(positions, trained_values):
-            trainable[i] = value
+        variables = self.trainable_variables
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # Its apply branches (ops.cond) on finite gradients with stateful branches,
+            # which JAX cannot trace; its stateless_apply branches on pure functions. It
+            # takes the variables the optimizer was built over: trained_variables, as
+            # GreedyInfoMax.compile builds it.
+            trained_values, optimizer_values = self.optimizer.stateless_apply(
+                optimizer_values, grads, [trainable[i] for i in positions])
+            trainable = list(trainable)
+            for i, value in zip(positions, trained_values):
+                trainable[i] = value
+        else:
+            # Optimizer.apply on the trained subset in a stateless scope (what
+            # stateless_apply does for the full list the optimizer was built with),
+            # so an optimizer built over more variables works too.
+            mapping = list(zip(variables, trainable)) + \
+                list(zip(self.optimizer.variables, optimizer_values))
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                self.optimizer.apply(grads, [variables[i] for i in positions])
+            trainable = [scope.get_current_value(v) for v in variables]
+            optimizer_values = [scope.get_current_value(v) for v in self.optimizer.variables]
         logs, metrics_values = self._stateless_record(metrics_values, total, losses)
         return logs, (trainable, non_trainable, optimizer_values, metrics_values)
 
