@@ -21,7 +21,9 @@ class FrameClassifier(WrapsEncoder, keras.Model):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.num_classes = int(num_classes)
-        self.head = layers.Dense(self.num_classes, activation="softmax", name="head")
+        # float32 under mixed precision too: softmax and cross-entropy in float32
+        self.head = layers.Dense(self.num_classes, activation="softmax", name="head",
+                                 dtype="float32")
         self.head.build((None, None, encoder.output_channels[-1]))
         self.built = True
 

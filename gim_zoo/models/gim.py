@@ -69,7 +69,9 @@ class _TensorFlowSteps:
             self.optimizer.build(self.trained_variables)
         variables = self.trained_variables
         tape, total, losses = self.losses_on_tape(images)
-        grads = tape.gradient(total, variables)
+        with tape:  # mixed_float16: a LossScaleOptimizer scales (and apply unscales)
+            scaled = self.optimizer.scale_loss(total)
+        grads = tape.gradient(scaled, variables)
         grads = _mean_over_replicas(grads)  # tf.distribute: see the helper
         self.optimizer.apply(grads, variables)
         return self._record(total, losses)
@@ -109,13 +111,22 @@ class _JaxSteps:
             logs = self._record(total, losses)
         return logs, [scope.get_current_value(v) for v in self.metrics_variables]
 
+    def _scaled(self, total, optimizer_values):
+        """optimizer.scale_loss at the optimizer's values in `state` (a LossScaleOptimizer
+        under mixed_float16 multiplies by its dynamic scale; apply divides it out)."""
+        mapping = list(zip(self.optimizer.variables, optimizer_values))
+        with keras.StatelessScope(state_mapping=mapping):
+            return self.optimizer.scale_loss(total)
+
     def train_step(self, state, data):
         import jax
 
         trainable, non_trainable, optimizer_values, metrics_values = state
         images = data[0] if isinstance(data, (tuple, list)) else data
-        trained = {id(v) for v in self.trained_variables}
-        positions = [i for i, v in enumerate(self.trainable_variables) if id(v) in trained]
+        # Positions of the trained variables in trainable_variables, in the order the
+        # optimizer was built with (GreedyInfoMax.compile builds it over these).
+        index = {id(v): i for i, v in enumerate(self.trainable_variables)}
+        positions = [index[id(v)] for v in self.trained_variables]
 
         def loss_fn(trained_values):
             values = list(trainable)
@@ -123,19 +134,31 @@ class _JaxSteps:
                 values[i] = value
             total, losses, new_non_trainable = self._stateless_losses(
                 values, non_trainable, images, training=True)
-            return total, (losses, new_non_trainable)
+            return self._scaled(total, optimizer_values), (total, losses, new_non_trainable)
 
-        (total, (losses, non_trainable)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            [trainable[i] for i in positions])
-        # Optimizer.apply on the trained subset, in a stateless scope (what
-        # stateless_apply does for the full list the optimizer was built with).
+        (_, (total, losses, non_trainable)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True)([trainable[i] for i in positions])
         variables = self.trainable_variables
-        mapping = list(zip(variables, trainable)) + \
-            list(zip(self.optimizer.variables, optimizer_values))
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            self.optimizer.apply(grads, [variables[i] for i in positions])
-        trainable = [scope.get_current_value(v) for v in variables]
-        optimizer_values = [scope.get_current_value(v) for v in self.optimizer.variables]
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            # Its apply branches (ops.cond) on finite gradients with stateful branches,
+            # which JAX cannot trace; its stateless_apply branches on pure functions. It
+            # takes the variables the optimizer was built over: trained_variables, as
+            # GreedyInfoMax.compile builds it.
+            trained_values, optimizer_values = self.optimizer.stateless_apply(
+                optimizer_values, grads, [trainable[i] for i in positions])
+            trainable = list(trainable)
+            for i, value in zip(positions, trained_values):
+                trainable[i] = value
+        else:
+            # Optimizer.apply on the trained subset in a stateless scope (what
+            # stateless_apply does for the full list the optimizer was built with),
+            # so an optimizer built over more variables works too.
+            mapping = list(zip(variables, trainable)) + \
+                list(zip(self.optimizer.variables, optimizer_values))
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                self.optimizer.apply(grads, [variables[i] for i in positions])
+            trainable = [scope.get_current_value(v) for v in variables]
+            optimizer_values = [scope.get_current_value(v) for v in self.optimizer.variables]
         logs, metrics_values = self._stateless_record(metrics_values, total, losses)
         return logs, (trainable, non_trainable, optimizer_values, metrics_values)
 

@@ -7,6 +7,11 @@ drawn uniformly, with replacement, from all transformed targets of that k in the
 temperature), cross-entropy with the positive, mean over positions, summed over k and
 divided by K. Matches the official GIM code's semantics (Loewe et al., NeurIPS 2019).
 
+The head is a float32 layer whatever the global dtype policy: under mixed precision
+its inputs (float16 / bfloat16 module outputs) are cast up, so the predictors, scores,
+log-softmax and loss are float32 (raw InfoNCE scores of wide modules exceed float16's
+range; see gim_zoo.precision).
+
 `directions` adds predictions upward and sideways (CPC v2, Henaff et al., ICML 2020,
 predicts in four directions): each direction has its own K predictors, the grid is
 flipped or transposed so that it becomes a downward prediction, and the loss is the mean
@@ -60,6 +65,7 @@ class InfoNCE(keras.layers.Layer):
 
     def __init__(self, prediction_steps=5, negatives=16, skip=1, seed=None,
                  directions=("down",), **kwargs):
+        kwargs["dtype"] = "float32"  # scores and loss in float32 under mixed precision
         super().__init__(**kwargs)
         self.prediction_steps = int(prediction_steps)
         self.negatives = int(negatives)

@@ -34,7 +34,9 @@ class Classifier(WrapsEncoder, keras.Model):
         self.pool_to = int(pool_to)
         self.encoder.trainable = not self.frozen
         self.pool = GridAveragePool(self.pool_to, name="pool")
-        self.head = layers.Dense(self.num_classes, activation="softmax", name="head")
+        # float32 under mixed precision too: softmax and cross-entropy in float32
+        self.head = layers.Dense(self.num_classes, activation="softmax", name="head",
+                                 dtype="float32")
         # Build by one call on a blank image: Keras records the input signature that its
         # exporters (SavedModel, TFLite) need.
         size, channels = encoder.image_size, encoder.channels

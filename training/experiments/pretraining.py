@@ -18,6 +18,7 @@ from gim_zoo.data.pipelines import corrupt_images_named, eval_pipeline, train_pi
 from gim_zoo.data.sources import FolderSource, image_source, source_from_string
 from gim_zoo.presets import load_weights_checked
 from gim_zoo.validation import check_int
+from gim_zoo.precision import check_policy, policy_scope
 from gim_zoo.models.probe import balanced_subset
 from gim_zoo.callbacks.backup import ResumableBackup, save_weights_as_worker
 from experiments.plots import plot_loss_curves
@@ -51,6 +52,10 @@ class TrainConfig:
     image_size: int = 0  # 0: the model's registered input size
     channels: int = 0  # 0: the model's registered channels; 1 grayscale, 3 RGB
     test_fraction: float = 0.0  # folders without test/: 0 holds out 10%
+    # GPU-ready training (docs/gpu.md): dtype policy, XLA, steps per tf.function call
+    mixed_precision: str = ""  # "", "mixed_float16" or "mixed_bfloat16"
+    jit_compile: str = "auto"  # "auto" (Keras: XLA on GPU, off on CPU), "true", "false"
+    steps_per_execution: int = 1
 
     HELP = {
         "model": "registry name, e.g. gim-fmnist-resnet, cpc-fmnist-resnet, "
@@ -106,6 +111,13 @@ class TrainConfig:
         "test_fraction": "folder/PATH without PATH/test: the fraction of its files held out "
                          "as the test split (the same files for every run and seed); 0: "
                          "0.1. Recorded in config.json",
+        "mixed_precision": "Keras dtype policy: '' (float32), 'mixed_float16' (with loss "
+                           "scaling; GPUs) or 'mixed_bfloat16' (GPUs, TPUs, recent CPUs); "
+                           "InfoNCE scores, softmax and losses stay float32 (docs/gpu.md)",
+        "jit_compile": "XLA-compile the train step: 'auto' (Keras's default: on with a GPU, "
+                       "off on CPU and under --strategy), 'true' or 'false'",
+        "steps_per_execution": "train steps per tf.function call (fewer Python round trips "
+                               "on a GPU); callbacks see every Nth batch",
     }
 
     def data_defaults(self, spec):
@@ -143,6 +155,20 @@ class TrainConfig:
                                  f"{getattr(self, name)}")
         check_int("--verbose", self.verbose, 0, 2, note="0 silent, 1 progress bar, 2 a line "
                   "per epoch")
+        check_policy(self.mixed_precision)
+        xla_setting(self)  # a ValueError for anything but auto / true / false
+        if self.steps_per_execution < 1:
+            raise ValueError(f"--steps_per_execution must be >= 1, got "
+                             f"{self.steps_per_execution}")
+        if self.strategy and (xla_setting(self) is True or self.steps_per_execution > 1):
+            # Keras 3.15 under tf.distribute, a plain Dense model included: XLA fails
+            # ("resource ... located in device CPU:1 from device CPU:0", XLA's known
+            # issue with variables on another device; Keras's "auto" keeps it off under
+            # a strategy), and so does its multi-step loop ("You must feed a value for
+            # placeholder tensor 'while/cond/Placeholder'")
+            raise ValueError(f"--strategy={self.strategy} takes neither --jit_compile=true "
+                             "nor --steps_per_execution > 1 (Keras's tf.distribute training "
+                             "fails with them); leave them at auto and 1 (docs/gpu.md)")
         if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0):
             raise ValueError(f"--learning_rate must be a finite number >= 0 (0: the "
                              f"registry's), got {self.learning_rate}")
@@ -157,6 +183,7 @@ class TrainConfig:
             batch_size=self.batch_size or spec.batch_size,
             learning_rate=self.learning_rate or spec.learning_rate,
             **_resolved_data(self, spec),
+            jit_compile=str(self.jit_compile).lower(),  # the API may pass True / False
         )
         if config.max_examples and config.batch_size > config.max_examples:
             raise ValueError(f"--batch_size ({config.batch_size}) must not exceed "
@@ -221,6 +248,35 @@ def check_data(config, spec):
                          f"({config.batch_size}): no full batch to train on")
 
 
+JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
+
+
+def xla_setting(config):
+    """TrainConfig.jit_compile as compile() takes it: "auto", True or False."""
+    value = str(config.jit_compile).lower()
+    if value not in JIT_COMPILE:
+        raise ValueError(f"--jit_compile must be one of {tuple(JIT_COMPILE)}, got "
+                         f"{config.jit_compile!r}")
+    return JIT_COMPILE[value]
+
+
+def steps_per_execution(config, steps_per_epoch):
+    """--steps_per_execution, or the largest divisor of an epoch's steps below it.
+
+    Keras runs whole executions: with 8 steps per epoch and 3 per execution it trains 9
+    and takes the 9th batch from the next epoch's, so every later epoch is shifted and a
+    resumed run (which starts at its epoch's first batch) no longer repeats an
+    uninterrupted one. The same divisor on every (re)start keeps resumes exact."""
+    wanted = config.steps_per_execution
+    if not steps_per_epoch or steps_per_epoch % wanted == 0:
+        return wanted
+    used = max(d for d in range(1, wanted + 1) if steps_per_epoch % d == 0)
+    print(f"--steps_per_execution={wanted} does not divide the {steps_per_epoch} steps of "
+          f"an epoch (Keras would take the next epoch's batches): running {used} steps "
+          "per execution", file=sys.stderr, flush=True)
+    return used
+
+
 def _history_seconds(history_csv):
     from experiments.plots import read_history
 
@@ -255,9 +311,11 @@ def train(config):
             run.write_config(dataclasses.asdict(config))
             run.repair_history()  # a line cut short by a crash is dropped, then re-made
         keras.utils.set_random_seed(config.seed)
-        # under the strategy: the model, its optimizer and metrics; an image file that does
-        # not decode mid-epoch is reported by name
-        with strategy.scope(), corrupt_images_named():
+        # under the strategy and the run's dtype policy (put back afterwards: it is
+        # process-wide): the model, its optimizer and metrics; an image file that
+        # does not decode mid-epoch is reported by name
+        with strategy.scope(), policy_scope(config.mixed_precision), \
+                corrupt_images_named():
             return TRAIN_BY_MODALITY[spec.modality.name](config, spec, run)
 
 
@@ -470,12 +528,20 @@ def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
         _one_element_logs(model)
     supervised = spec.objective == "supervised"
     optimizer = keras.optimizers.Adam(config.learning_rate)
+    # mixed_float16: compile wraps the optimizer in a LossScaleOptimizer
+    speed = dict(jit_compile=xla_setting(config),
+                 steps_per_execution=steps_per_execution(config, steps_per_epoch))
     if supervised:
         # weighted: audio crops weight padded frames 0 (images carry no weights)
         model.compile(optimizer, "sparse_categorical_crossentropy",
-                      weighted_metrics=["accuracy"])
+                      weighted_metrics=["accuracy"], **speed)
     else:
-        model.compile(optimizer)
+        model.compile(optimizer, **speed)
+    if speed["jit_compile"] is True and model.jit_compile is not True:
+        # Keras falls back to no XLA with a warning (a layer without XLA support, or
+        # TensorFlow's op determinism); asked for explicitly, that is an error
+        raise ValueError("--jit_compile=true: Keras cannot XLA-compile this model here "
+                         "(see its warning above); use --jit_compile=auto or false")
     if config.init_from:  # also on resume: a module-at-a-time backup holds module k only
         load_weights_checked(model.encoder, RunDirectory(config.init_from).encoder_weights_path)
 
