@@ -100,6 +100,7 @@ def test_gpu_flags_from_the_python_api_and_a_resume_with_another_value_is_refuse
     recorded = run_dir.read_config()
     assert (recorded["jit_compile"], recorded["mixed_precision"],
             recorded["steps_per_execution"]) == ("true", "mixed_bfloat16", 4)
+    run_dir.history_path.write_text("epoch,loss\n0,1.0\n")  # the run has trained an epoch
     for field, other in (("jit_compile", "false"), ("mixed_precision", ""),
                          ("steps_per_execution", 1)):
         changed = dataclasses.replace(config, **{field: other})
