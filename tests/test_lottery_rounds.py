@@ -176,3 +176,14 @@ def test_probing_a_ticket_refuses_bad_rounds_and_networks(tmp_path):
     (run / "config.json").write_text(json.dumps({"network": "lenet300", "seed": 0}))
     with pytest.raises(ValueError, match="pruned 'lenet300'"):
         probe(ProbeConfig(ticket_dir=str(run), round=0))
+
+
+def test_a_packaged_ticket_names_the_experiment_that_made_it():
+    from gim_zoo import registry
+    from experiments.packaging import ticket_command
+
+    spec = registry.get("gim-fmnist-resnet-ticket")
+    assert ticket_command(spec, "runs/lth/gim60k-ticket-seed1", 1, 7) == (
+        "SEED=1 EXPERIMENTS=gim60k bash training/lth_results.sh && python export/package.py "
+        "--model=gim-fmnist-resnet-ticket --ticket_dir=runs/lth/gim60k-ticket-seed1 --round=7")
+    assert ticket_command(spec, "/tmp/elsewhere", 0) == spec.training_command(0)
