@@ -79,7 +79,7 @@ class FinetuneConfig:
                      "--weight_decay (L2 added to the gradient)",
         "learning_rate": "initial learning rate of the cosine schedule, backbone and head "
                          "alike (except --cyclic_head_lr)",
-        "momentum": "sgd: momentum",
+        "momentum": "sgd: the momentum coefficient (the RIFLE authors use 0.9)",
         "weight_decay": "sgd: L2 weight decay added to every gradient (torch.optim.SGD's "
                         "weight_decay; the RIFLE authors use 1e-4)",
         "cyclic_head_lr": "sgd with RIFLE: the head's learning rate restarts its cosine from "
