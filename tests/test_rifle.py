@@ -213,6 +213,8 @@ def test_head_rate_sgd_adds_l2_to_the_gradient_and_steps_the_head_at_its_own_rat
     head = keras.Variable(np.ones(2, "float32"), name="head")
     optimizer = HeadRateSGD(0.1, momentum=0.0, l2=0.5, head_variables=[head],
                             head_learning_rate=0.01)
+    # the head's variables are not tracked as the optimizer's own (saved twice otherwise)
+    assert [v.name for v in optimizer.variables] == ["iteration", "learning_rate"]
     grads = [keras.ops.ones(3), keras.ops.ones(2)]
     optimizer.apply(grads, [body, head])
     # w - lr * (g + l2 w): body at 0.1, head at 0.01

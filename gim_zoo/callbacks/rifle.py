@@ -133,16 +133,18 @@ class HeadRateSGD(keras.optimizers.SGD):
         self.l2 = float(l2)
         if not (math.isfinite(self.l2) and self.l2 >= 0):
             raise ValueError(f"l2 must be a finite number >= 0, got {l2}")
-        self.head_variables = list(head_variables)
-        if (head_learning_rate is None) != (not self.head_variables):
+        head_variables = list(head_variables)
+        if (head_learning_rate is None) != (not head_variables):
             raise ValueError("give head_variables and head_learning_rate together (the head's "
                              "variables and their own learning rate), or neither")
         if head_learning_rate is not None and not callable(head_learning_rate):
             head_learning_rate = _positive_finite("head_learning_rate", head_learning_rate)
         self.head_learning_rate = head_learning_rate
-        # the optimizer's own variable keys: the TensorFlow backend hands update_step its
-        # tf.Variable handles, not the Keras variables
-        self._head_keys = {self._var_key(v) for v in self.head_variables}
+        # Only the optimizer's keys of the head variables are kept: an attribute holding
+        # the variables themselves would make Keras track them as optimizer variables
+        # (saved twice, and donated twice to a JAX step). The TensorFlow backend hands
+        # update_step its tf.Variable handles, which _var_key maps to the same keys.
+        self._head_keys = frozenset(self._var_key(v) for v in head_variables)
 
     def head_rate(self):
         """The head's learning rate at the current step (None without a head rate)."""
