@@ -72,10 +72,11 @@ def test_teleport_table_pairs_arms_with_no_teleport(tmp_path):
     root = tmp_path / "teleport"
     for seed in range(3):
         fake_teleport(root, "mlp", "sgd", "plain", seed, test_accuracy=0.80,
-                      final_sharpness=0.002, steps_to_target=500)
+                      final_sharpness=0.002, final_adaptive_sharpness=0.01,
+                      steps_to_target=500)
         fake_teleport(root, "mlp", "sgd", "teleport-sharpness_min", seed,
                       test_accuracy=0.80 + 0.005 * (seed + 1), final_sharpness=0.001,
-                      steps_to_target=500)
+                      final_adaptive_sharpness=0.01 - 0.001 * seed, steps_to_target=500)
         fake_teleport(root, "mlp", "adam", "plain", seed, steps_to_target=200)
         fake_teleport(root, "mlp", "adam", "teleport", seed,
                       steps_to_target=None if seed == 2 else 150)
@@ -84,9 +85,11 @@ def test_teleport_table_pairs_arms_with_no_teleport(tmp_path):
     assert ("| mlp | sgd | teleport-sharpness_min | test top-1 (points) | 3 | +0.50, +1.00, "
             "+1.50 | +1.00 | -0.24 to +2.24 |") in table
     assert "| mlp | sgd | teleport-sharpness_min | final sharpness | 3 |" in table
+    assert ("| mlp | sgd | teleport-sharpness_min | final adaptive sharpness | 3 | +0, -0.001, "
+            "-0.002 | -0.001 |") in table
     # the seed that never reached the target is left out of the steps comparison
     assert "| mlp | adam | teleport | steps to target loss | 2 | -50, -50 | -50 |" in table
-    assert "| mlp | adam | teleport | 3 | - | - | 150 (2/3) | 0.3000 |" in table
+    assert "| mlp | adam | teleport | 3 | - | - | - | 150 (2/3) | 0.3000 |" in table
     headline = paired.teleport_headline(results)
     assert "mlp sgd teleport-sharpness_min: test top-1 (points) +1.00" in headline
     assert "mlp adam teleport: steps to target loss -50" in headline

@@ -324,9 +324,36 @@ def test_convnet_sharpness_arms_record_the_final_sharpness(tmp_path):
     assert [r["step"] for r in on["teleports"]] == [0, 4]
     assert all(r["objective"] == "sharpness_min" and r["after"] <= r["before"]
                for r in on["teleports"])
-    assert all(np.isfinite(m["final_sharpness"]) and 0 <= m["test_accuracy"] <= 1
-               for m in (on, off))
+    assert all(np.isfinite(m["final_sharpness"]) and np.isfinite(m["final_adaptive_sharpness"])
+               and 0 <= m["test_accuracy"] <= 1 for m in (on, off))
     assert on["sharpness"] == {"examples": 128, "rho": 0.05, "directions": 3}
+    assert (tmp_path / "sharpness_min" / "model.weights.h5").exists()
+
+
+def test_adaptive_sharpness_ignores_a_rescaling_that_changes_the_plain_one():
+    from experiments.teleport_comparison import convnet, measured_sharpness
+
+    model = convnet(width=32, seed=0)
+    model.compile(keras.optimizers.SGD(0.05),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (64, 28, 28, 1)).astype("float32")
+    y = rng.integers(0, 10, 64)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+
+    def both():
+        return [measured_sharpness(model, x, y, rho=0.1, directions=4, seed=1, adaptive=a)
+                for a in (False, True)]
+
+    plain, adaptive = both()
+    conv1, conv2 = model.get_layer("conv1"), model.get_layer("conv2")
+    a = np.exp(np.linspace(-1.5, 1.5, conv1.kernel.shape[-1])).astype("float32")
+    conv1.kernel.assign(conv1.kernel.numpy() * a)  # the rescaling symmetry, scaled hard
+    conv1.bias.assign(conv1.bias.numpy() * a)
+    conv2.kernel.assign(conv2.kernel.numpy() / a[:, None])
+    plain_after, adaptive_after = both()
+    assert adaptive_after == pytest.approx(adaptive, rel=1e-3, abs=1e-6)
+    assert abs(plain_after - plain) > 10 * abs(adaptive_after - adaptive)
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -20,7 +20,8 @@ def show(m):
     reached = f"step {target}" if target is not None else "never"
     accuracy = f", test top-1 {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""
     if "final_sharpness" in m:
-        accuracy += f", final sharpness {m['final_sharpness']:.4g}"
+        accuracy += (f", final sharpness {m['final_sharpness']:.4g} (adaptive "
+                     f"{m.get('final_adaptive_sharpness', float('nan')):.4g})")
     gains = ", ".join(f"{r['before']:.3g}->{r['after']:.3g}" for r in m["teleports"])
     objective = m["teleports"][0]["objective"] if m["teleports"] else ""
     objective = "grad norm^2" if objective == "grad_norm" else objective

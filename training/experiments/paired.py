@@ -174,6 +174,7 @@ def _values(runs, key, scale=1.0):
 TELEPORT_MEASURES = (  # (metrics key, column title, scale, format)
     ("test_accuracy", "test top-1 (points)", 100.0, ".2f"),
     ("final_sharpness", "final sharpness", 1.0, ".2g"),
+    ("final_adaptive_sharpness", "final adaptive sharpness", 1.0, ".2g"),
     ("steps_to_target", "steps to target loss", 1.0, ".0f"),
     ("final_subset_loss", "final training loss", 1.0, ".4f"),
 )
@@ -202,18 +203,22 @@ def teleport_table(results):
     for model, optimizer, arm, title, fmt, p in teleport_comparisons(results):
         lines.append(f"| {model} | {optimizer} | {arm} | {title} | {len(p['seeds'])} | "
                      f"{interval_cells(p, fmt)} |")
-    means = ["| model | optimizer | arm | seeds | test top-1 (%) | final sharpness | steps to "
-             "target (reached) | final training loss |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    means = ["| model | optimizer | arm | seeds | test top-1 (%) | final sharpness | final "
+             "adaptive sharpness | steps to target (reached) | final training loss |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for (model, optimizer), arms in results.items():
         for arm, runs in sorted(arms.items()):
             ms = list(runs.values())
             acc = [100 * m["test_accuracy"] for m in ms if "test_accuracy" in m]
             sharp = [m["final_sharpness"] for m in ms if "final_sharpness" in m]
+            adaptive = [m["final_adaptive_sharpness"] for m in ms
+                        if "final_adaptive_sharpness" in m]
             steps = [m["steps_to_target"] for m in ms if m.get("steps_to_target") is not None]
             means.append(
                 f"| {model} | {optimizer} | {arm} | {len(ms)} | "
                 f"{_num(np.mean(acc) if acc else None, '.2f')} | "
                 f"{_num(np.mean(sharp) if sharp else None, '.2g')} | "
+                f"{_num(np.mean(adaptive) if adaptive else None, '.2g')} | "
                 f"{_num(np.mean(steps) if steps else None, '.0f')} ({len(steps)}/{len(ms)}) | "
                 f"{np.mean([m['final_subset_loss'] for m in ms]):.4f} |")
     return "\n".join(lines + ["", "Means over seeds:", ""] + means)
@@ -234,7 +239,7 @@ def teleport_headline(results):
 def plot_teleport(results, out_path):
     rows = teleport_comparisons(results)
     panels = [("test top-1 (points)", "test top-1 minus none (points)"),
-              ("final sharpness", "final sharpness minus none"),
+              ("final adaptive sharpness", "final adaptive sharpness minus none"),
               ("steps to target loss", "steps to target minus none")]
     panels = [(t, y) for t, y in panels if any(r[3] == t for r in rows)] or panels[:1]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)

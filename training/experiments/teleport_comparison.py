@@ -8,7 +8,9 @@ Objectives: the gradient norm (convergence) or the sharpness (generalisation; th
 second claim). Recorded: the full training-subset loss every `eval_every` steps, the
 first step at which it falls below `target_loss`, the final test accuracy, the final
 sharpness (the mean loss increase on training images under fixed random weight
-perturbations), and each teleport's objective before and after.
+perturbations: a fixed fraction of the norm of all the weights, and elementwise-adaptive,
+which rescaling cannot change), the final weights, and each teleport's objective before
+and after.
 
 `--model=convnet` is a small ReLU ConvNet (three strided 3x3 convolutions and a linear
 layer; per-channel rescaling between its convolutions). `--model=gim-fmnist-resnet`
@@ -24,6 +26,7 @@ import numpy as np
 from keras import ops
 
 from gim_zoo.data import load_fashion_mnist
+from gim_zoo.files import atomic_save_weights
 from gim_zoo.teleport import GROUPS, OBJECTIVES, OPTIMIZER_STATES, SymmetryTeleport
 from experiments.run_directory import EpochTimer, RunDirectory
 
@@ -85,7 +88,8 @@ class TeleportConfig:
         "sharpness_examples": "mlp/convnet: the final sharpness is measured on the first N "
                               "training images (0: no measurement)",
         "sharpness_directions": "random weight directions averaged in the final sharpness",
-        "sharpness_rho": "their length, as a fraction of the norm of all the weights",
+        "sharpness_rho": "their length, as a fraction of the norm of all the weights (the "
+                         "adaptive sharpness: of each weight's magnitude)",
         "out_dir": "run directory (default: runs/teleport/<model>-<optimizer>-<arm>-seed<s>, "
                    "arm plain, teleport, teleport-keep, teleport-sharpness_min, ...)",
     }
@@ -156,12 +160,19 @@ def convnet(width=128, seed=0):
 NETWORKS = {"mlp": mlp, "convnet": convnet}  # the supervised models of the experiment
 
 
-def measured_sharpness(model, x, y, rho=0.05, directions=20, seed=0, batch_size=1000):
-    """Mean increase of the loss on (x, y) when every trainable weight moves together by
-    rho * ||all weights|| along each of `directions` random Gaussian directions (drawn
-    from `seed`, so two runs of a seed use the same directions, each scaled to its own
-    weights' norm). The teleport objective's sharpness, measured on more data and more
-    directions. The weights are put back afterwards."""
+def measured_sharpness(model, x, y, rho=0.05, directions=20, seed=0, adaptive=False,
+                       batch_size=1000):
+    """Mean increase of the loss on (x, y) when the trainable weights move along each of
+    `directions` random Gaussian directions (drawn from `seed`, so every run of a seed
+    uses the same ones), put back afterwards.
+
+    adaptive=False: all weights move together by rho * ||all weights|| (the teleport
+      objective's sharpness, measured on more data and directions). Not invariant under
+      the symmetries: a rescaling teleport that grows one layer's norm makes the same
+      relative move huge for the others.
+    adaptive=True: each weight w moves by rho * |w| * z, z standard normal (elementwise
+      adaptive sharpness, as in ASAM): exactly invariant under per-channel rescaling, so
+      it compares the functions, not their parametrisations."""
     variables = model.trainable_variables
     saved = [np.array(ops.convert_to_numpy(v)) for v in variables]
     norm = np.sqrt(sum(float(np.sum(w.astype("float64") ** 2)) for w in saved))
@@ -175,9 +186,13 @@ def measured_sharpness(model, x, y, rho=0.05, directions=20, seed=0, batch_size=
     try:
         for _ in range(directions):
             noise = [rng.standard_normal(w.shape) for w in saved]
-            scale = rho * norm / np.sqrt(sum(float(np.sum(n**2)) for n in noise))
-            for variable, w, n in zip(variables, saved, noise):
-                variable.assign((w + scale * n).astype(w.dtype))
+            if adaptive:
+                moves = [rho * np.abs(w) * n for w, n in zip(saved, noise)]
+            else:
+                scale = rho * norm / np.sqrt(sum(float(np.sum(n**2)) for n in noise))
+                moves = [scale * n for n in noise]
+            for variable, w, move in zip(variables, saved, moves):
+                variable.assign((w + move).astype(w.dtype))
             increases.append(loss() - base)
     finally:
         for variable, w in zip(variables, saved):
@@ -310,13 +325,16 @@ def run_teleport_experiment(config):
         "teleports": teleport.log if teleport else [], "seconds": seconds,
     }
     if supervised:
+        atomic_save_weights(model, run.weights_path)  # small: later measures need no re-run
         metrics["test_accuracy"] = float(
             model.evaluate(test_x, test_y, batch_size=2000, verbose=0)[1])
         if config.sharpness_examples:
             n = config.sharpness_examples
-            metrics["final_sharpness"] = measured_sharpness(
-                model, train_x[:n], train_y[:n], config.sharpness_rho,
-                config.sharpness_directions, seed=config.seed)
+            for key, adaptive in (("final_sharpness", False),
+                                  ("final_adaptive_sharpness", True)):
+                metrics[key] = measured_sharpness(
+                    model, train_x[:n], train_y[:n], config.sharpness_rho,
+                    config.sharpness_directions, seed=config.seed, adaptive=adaptive)
             metrics["sharpness"] = {"examples": min(n, len(train_x)), "rho": config.sharpness_rho,
                                     "directions": config.sharpness_directions}
     return run.update_metrics(**metrics)
