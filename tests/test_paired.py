@@ -24,7 +24,8 @@ def test_t_interval_matches_the_textbook_value_and_needs_two_seeds():
 
 
 def test_paired_differences_use_only_seeds_both_sides_have():
-    p = paired.paired({0: 80.0, 1: 81.0, 2: 82.0, 3: None}, {0: 81.0, 1: 81.5, 3: 90.0, 4: 1.0})
+    p = paired.paired({0: 80.0, 1: 81.0, 2: 82.0, 3: None, 5: 1.0},
+                      {0: 81.0, 1: 81.5, 3: 90.0, 4: 1.0, 5: math.nan})
     assert p["seeds"] == [0, 1] and p["diffs"] == [1.0, 0.5] and p["mean"] == 0.75
 
 

@@ -37,9 +37,13 @@ def t_interval(values, level=0.95):
 def paired(baseline, variant):
     """Per-seed differences variant - baseline over the seeds both have, and their
     t-interval: {"seeds", "diffs", "mean", "low", "high"}. baseline, variant: {seed: value}
-    (None values, e.g. a target never reached, leave that seed out)."""
+    (None or non-finite values, e.g. a target never reached or a measure that overflowed,
+    leave that seed out)."""
+    def usable(x):
+        return x is not None and math.isfinite(x)
+
     seeds = sorted(s for s in set(baseline) & set(variant)
-                   if baseline[s] is not None and variant[s] is not None)
+                   if usable(baseline[s]) and usable(variant[s]))
     diffs = [variant[s] - baseline[s] for s in seeds]
     mean, low, high = t_interval(diffs)
     return {"seeds": seeds, "diffs": diffs, "mean": mean, "low": low, "high": high}
@@ -210,9 +214,10 @@ def teleport_table(results):
         for arm, runs in sorted(arms.items()):
             ms = list(runs.values())
             acc = [100 * m["test_accuracy"] for m in ms if "test_accuracy" in m]
-            sharp = [m["final_sharpness"] for m in ms if "final_sharpness" in m]
+            sharp = [m["final_sharpness"] for m in ms
+                     if math.isfinite(m.get("final_sharpness", math.nan))]
             adaptive = [m["final_adaptive_sharpness"] for m in ms
-                        if "final_adaptive_sharpness" in m]
+                        if math.isfinite(m.get("final_adaptive_sharpness", math.nan))]
             steps = [m["steps_to_target"] for m in ms if m.get("steps_to_target") is not None]
             means.append(
                 f"| {model} | {optimizer} | {arm} | {len(ms)} | "
