@@ -83,18 +83,36 @@ def test_teleport_table_pairs_arms_with_no_teleport(tmp_path):
                       steps_to_target=None if seed == 2 else 150)
     results = paired.teleport_results(sorted(root.glob("*")))
     table = paired.teleport_table(results)
-    assert ("| mlp | sgd | teleport-sharpness_min | test top-1 (points) | 3 | +0.50, +1.00, "
+    assert ("| mlp |  | sgd | teleport-sharpness_min | test top-1 (points) | 3 | +0.50, +1.00, "
             "+1.50 | +1.00 | -0.24 to +2.24 |") in table
-    assert "| mlp | sgd | teleport-sharpness_min | final sharpness | 3 |" in table
-    assert ("| mlp | sgd | teleport-sharpness_min | final adaptive sharpness | 3 | +0, -0.001, "
+    assert "| mlp |  | sgd | teleport-sharpness_min | final sharpness | 3 |" in table
+    assert ("| mlp |  | sgd | teleport-sharpness_min | final adaptive sharpness | 3 | +0, -0.001, "
             "-0.002 | -0.001 |") in table
     # the seed that never reached the target is left out of the steps comparison
-    assert "| mlp | adam | teleport | steps to target loss | 2 | -50, -50 | -50 |" in table
-    assert "| mlp | adam | teleport | 3 | - | - | - | 150 (2/3) | 0.3000 |" in table
+    assert "| mlp |  | adam | teleport | steps to target loss | 2 | -50, -50 | -50 |" in table
+    assert "| mlp |  | adam | teleport | 3 | - | - | - | 150 (2/3) | 0.3000 |" in table
     headline = paired.teleport_headline(results)
     assert "mlp sgd teleport-sharpness_min: test top-1 (points) +1.00" in headline
     assert "mlp adam teleport: steps to target loss -50" in headline
     assert paired.plot_teleport(results, tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_teleport_arms_pair_only_with_the_plain_run_of_their_regime(tmp_path):
+    for regime, epochs, accuracy in (("short", 5, 0.70), ("long", 20, 0.80)):
+        for arm, bonus in (("plain", 0.0), ("teleport", 0.01)):
+            fake_teleport(tmp_path / regime, "mlp", "sgd", arm, 0,
+                          test_accuracy=accuracy + bonus)
+            write(tmp_path / regime / f"mlp-sgd-{arm}-seed0" / "config.json",
+                  {"model": "mlp", "optimizer": "sgd", "epochs": epochs,
+                   "train_examples": 10000, "teleport": arm != "plain", "at_steps": "0",
+                   "out_dir": f"{regime}/{arm}", "seed": 0})
+    results = paired.teleport_results(sorted(tmp_path.glob("*/*")))
+    assert sorted(results) == [("mlp", "sgd", "10000 images x 20 epochs"),
+                               ("mlp", "sgd", "10000 images x 5 epochs")]
+    table = paired.teleport_table(results)
+    for regime in ("20 epochs", "5 epochs"):  # +1 point each, not 80 vs 70
+        assert (f"| mlp | 10000 images x {regime} | sgd | teleport | test top-1 (points) | 1 "
+                "| +1.00 |") in table
 
 
 def fake_ticket_run(path, seed, accuracies, remaining, probes=None):

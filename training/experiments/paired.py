@@ -162,12 +162,35 @@ def plot_rifle(results, out_path):
 
 
 # --- teleportation --------------------------------------------------------------------------
+# Settings of a teleport.py run that make its arm (or say where it goes), not its regime:
+# runs that agree on every other setting are paired with each other.
+TELEPORT_ARM_KEYS = ("teleport", "objective", "optimizer_state", "group", "at_steps",
+                     "teleport_steps", "teleport_lr", "teleport_batch", "out_dir", "verbose",
+                     "seed", "data_dir")
+
+
+def teleport_regime(run_dir):
+    """A run's training regime, e.g. '10000 images x 20 epochs', from its config.json:
+    a teleport arm is compared with the plain run of the same regime only ('' without a
+    config.json)."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        return ""
+    config = json.loads(path.read_text())
+    regime = {k: v for k, v in config.items() if k not in TELEPORT_ARM_KEYS}
+    label = f"{regime.get('train_examples')} images x {regime.get('epochs')} epochs"
+    if regime.get("learning_rate"):
+        label += f", lr {regime['learning_rate']:g}"
+    return label
+
+
 def teleport_results(run_dirs):
-    """{(model, optimizer): {arm: {seed: metrics}}} of finished teleport.py runs."""
+    """{(model, optimizer, regime): {arm: {seed: metrics}}} of finished teleport.py runs."""
     results = {}
     for m in _read_metrics(run_dirs, "final_subset_loss"):
         arm = m.get("arm", "teleport" if m["teleport"] else "plain")
-        results.setdefault((m["model"], m["optimizer"]), {}).setdefault(arm, {})[m["seed"]] = m
+        key = (m["model"], m["optimizer"], teleport_regime(m["run_dir"]))
+        results.setdefault(key, {}).setdefault(arm, {})[m["seed"]] = m
     return dict(sorted(results.items()))
 
 
@@ -185,9 +208,10 @@ TELEPORT_MEASURES = (  # (metrics key, column title, scale, format)
 
 
 def teleport_comparisons(results):
-    """[(model, optimizer, arm, measure title, format, paired)] against each plain run."""
+    """[(model, optimizer, arm, measure title, format, paired, regime)] against the plain
+    run of the same regime and seed."""
     rows = []
-    for (model, optimizer), arms in results.items():
+    for (model, optimizer, regime), arms in results.items():
         base = arms.get("plain", {})
         for arm, runs in sorted(arms.items()):
             if arm == "plain":
@@ -195,22 +219,23 @@ def teleport_comparisons(results):
             for key, title, scale, fmt in TELEPORT_MEASURES:
                 if any(m.get(key) is not None for m in runs.values()):
                     p = paired(_values(base, key, scale), _values(runs, key, scale))
-                    rows.append((model, optimizer, arm, title, fmt, p))
+                    rows.append((model, optimizer, arm, title, fmt, p, regime))
     return rows
 
 
 def teleport_table(results):
     """Markdown: per model, optimizer and teleport arm, the paired differences (teleport
     minus no teleport) of every measure the runs have."""
-    lines = ["| model | optimizer | teleport arm | measure | seeds | teleport minus none, per "
-             "seed | mean difference | 95% interval |", "|---|---|---|---|---:|---|---:|---:|"]
-    for model, optimizer, arm, title, fmt, p in teleport_comparisons(results):
-        lines.append(f"| {model} | {optimizer} | {arm} | {title} | {len(p['seeds'])} | "
-                     f"{interval_cells(p, fmt)} |")
-    means = ["| model | optimizer | arm | seeds | test top-1 (%) | final sharpness | final "
-             "adaptive sharpness | steps to target (reached) | final training loss |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    for (model, optimizer), arms in results.items():
+    lines = ["| model | regime | optimizer | teleport arm | measure | seeds | teleport minus "
+             "none, per seed | mean difference | 95% interval |",
+             "|---|---|---|---|---|---:|---|---:|---:|"]
+    for model, optimizer, arm, title, fmt, p, regime in teleport_comparisons(results):
+        lines.append(f"| {model} | {regime} | {optimizer} | {arm} | {title} | "
+                     f"{len(p['seeds'])} | {interval_cells(p, fmt)} |")
+    means = ["| model | regime | optimizer | arm | seeds | test top-1 (%) | final sharpness | "
+             "final adaptive sharpness | steps to target (reached) | final training loss |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for (model, optimizer, regime), arms in results.items():
         for arm, runs in sorted(arms.items()):
             ms = list(runs.values())
             acc = [100 * m["test_accuracy"] for m in ms if "test_accuracy" in m]
@@ -220,7 +245,7 @@ def teleport_table(results):
                         if math.isfinite(m.get("final_adaptive_sharpness", math.nan))]
             steps = [m["steps_to_target"] for m in ms if m.get("steps_to_target") is not None]
             means.append(
-                f"| {model} | {optimizer} | {arm} | {len(ms)} | "
+                f"| {model} | {regime} | {optimizer} | {arm} | {len(ms)} | "
                 f"{_num(np.mean(acc) if acc else None, '.2f')} | "
                 f"{_num(np.mean(sharp) if sharp else None, '.2g')} | "
                 f"{_num(np.mean(adaptive) if adaptive else None, '.2g')} | "
@@ -231,11 +256,12 @@ def teleport_table(results):
 
 def teleport_headline(results):
     parts = []
-    for model, optimizer, arm, title, fmt, p in teleport_comparisons(results):
+    for model, optimizer, arm, title, fmt, p, regime in teleport_comparisons(results):
         wanted = (arm.startswith("teleport-sharpness") and title.startswith("test top-1")) \
             or (arm == "teleport" and title == "steps to target loss")
         if wanted and len(p["seeds"]) >= 2:
-            parts.append(f"{model} {optimizer} {arm}: {title} {p['mean']:+{fmt}} (95% "
+            where = f" ({regime})" if regime else ""
+            parts.append(f"{model}{where} {optimizer} {arm}: {title} {p['mean']:+{fmt}} (95% "
                          f"interval {p['low']:+{fmt}} to {p['high']:+{fmt}}, "
                          f"{len(p['seeds'])} seeds)")
     return "; ".join(parts)
@@ -251,6 +277,7 @@ def plot_teleport(results, out_path):
     for ax, (title, ylabel) in zip(axes[0], panels):
         chosen = [r for r in rows if r[3] == title]
         _plot_intervals(ax, [f"{r[0]} {r[1]} {r[2].removeprefix('teleport')}".strip()
+                             + (f" ({r[6].split(' x ')[-1]})" if r[6] else "")
                              for r in chosen], [r[5] for r in chosen], ylabel)
         ax.set_title(title, fontsize=9)
     fig.suptitle("Teleportation, paired seeds: each dot a seed, bars the mean and 95% interval")
