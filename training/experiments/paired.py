@@ -276,7 +276,7 @@ def plot_teleport(results, out_path):
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), squeeze=False)
     for ax, (title, ylabel) in zip(axes[0], panels):
         chosen = [r for r in rows if r[3] == title]
-        _plot_intervals(ax, [f"{r[0]} {r[1]} {r[2].removeprefix('teleport')}".strip()
+        _plot_intervals(ax, [f"{r[0]} {r[1]} {r[2].removeprefix('teleport').lstrip('-')}".strip()
                              + (f" ({r[6].split(' x ')[-1]})" if r[6] else "")
                              for r in chosen], [r[5] for r in chosen], ylabel)
         ax.set_title(title, fontsize=9)
