@@ -90,3 +90,62 @@ def test_finetune_on_a_labelled_folder(tmp_path):
         finetune(FinetuneConfig(dataset=f"folder/{tmp_path / 'flat'}",
                                 out_dir=str(tmp_path / "flat-run")))
     assert not (tmp_path / "flat-run").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"target": "cifar"}, "target must be one of"),
+    ({"optimizer": "rmsprop"}, "optimizer must be one of"),
+    ({"weight_decay": 1e-4}, "options of --optimizer=sgd"),
+    ({"optimizer": "sgd", "cyclic_head_lr": True}, "needs --rifle_times >= 1"),
+    ({"optimizer": "sgd", "weight_decay": -1e-4}, "weight_decay must be a finite"),
+    ({"optimizer": "sgd", "momentum": 1.0}, "momentum must be a finite number >= 0 and < 1"),
+    ({"augment": True, "resumable": True}, "--augment is for --target=fashion_mnist"),
+    ({"augment": True, "target": "fashion_mnist"}, "--augment is for"),
+    ({"eval_examples": -1}, "eval_examples must be"),
+])
+def test_the_authors_regime_options_refuse_bad_settings_before_writing(tmp_path, overrides,
+                                                                       message):
+    with pytest.raises(ValueError, match=message):
+        finetune(FinetuneConfig(out_dir=str(tmp_path / "x"), **overrides))
+    assert not (tmp_path / "x").exists()
+
+
+def test_variant_names_and_default_run_directories():
+    assert FinetuneConfig(rifle_times=3, optimizer="sgd", cyclic_head_lr=True).variant() == \
+        "rifle3-cyclic"
+    config = FinetuneConfig(target="fashion_mnist", labels_per_class=600, seed=2)
+    assert config.default_out_dir("m") == "runs/finetune/m-fmnist600-plain-seed2"
+    assert FinetuneConfig(random_init=True).default_out_dir("m") == \
+        "runs/finetune/m-scratch-seed0"
+
+
+@pytest.mark.slow
+def test_sgd_rifle_run_sigkilled_after_a_reinit_resumes_to_the_unbroken_result(tmp_path):
+    """The authors' regime on Fashion-MNIST labels (cyclic head rate, augmentation),
+    killed mid-epoch after its re-init: the re-run ends with the unbroken run's numbers."""
+    import signal
+    import sys
+
+    from tests import subprocs
+    from tests.training_procs import ROOT, env
+
+    args = [sys.executable, str(ROOT / "training" / "finetune.py"), "--target=fashion_mnist",
+            "--labels_per_class=3", "--epochs=3", "--batch_size=10", "--optimizer=sgd",
+            "--learning_rate=0.01", "--weight_decay=1e-4", "--rifle_times=1",
+            "--quiet_epochs=1", "--cyclic_head_lr", "--resumable", "--augment",
+            "--eval_examples=300", "--verbose=0"]
+    unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
+    subprocs.run(args + [f"--out_dir={unbroken}"], env=env(), cwd=ROOT)
+    # 3 steps per epoch: step 8 is inside epoch 3, after the re-init that ended epoch 2
+    killed = subprocs.run(args + [f"--out_dir={broken}"], check=False, cwd=ROOT,
+                          env=env(GIM_ZOO_SIGKILL_AT_STEP=8))
+    assert killed.returncode == -signal.SIGKILL
+    assert not (broken / "metrics.json").exists() and (broken / "backup").exists()
+    subprocs.run(args + [f"--out_dir={broken}"], env=env(), cwd=ROOT)
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (unbroken, broken))
+    assert a["test_accuracy"] == b["test_accuracy"] and a["test_loss"] == b["test_loss"]
+    assert a["module_distance"] == b["module_distance"]
+    assert [r.get("replayed", False) for r in b["rifle_reinits"]] == [True]
+    assert b["variant"] == "rifle1-cyclic" and b["target"] == "fashion_mnist"
+    assert b["train_examples"] == 30 and b["optimizer_steps"] == 9
+    assert not (broken / "backup").exists()  # finished: the backup is removed

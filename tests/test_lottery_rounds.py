@@ -146,3 +146,44 @@ def test_choose_round_is_the_sparsest_within_a_point():
               {"round": 3, "remaining": 0.5, "test_accuracy": 0.791}]
     assert choose_round(rounds) == 3
     assert choose_round(rounds[:3]) == 1
+
+
+@pytest.mark.slow
+def test_probe_a_ticket_round_with_several_probe_seeds(gim_ticket):
+    from experiments.image_probes import ProbeConfig, probe
+
+    path, _ = gim_ticket
+    config = ProbeConfig(ticket_dir=str(path), round=1, labels_per_class="5", seeds="0,1",
+                         steps=20, verbose=0)
+    results = probe(config)
+    assert sorted(r["seed"] for r in results) == [0, 1]
+    assert all(r["round"] == 1 and r["source"] == str(path) for r in results)
+    assert all(0 <= r["test_accuracy"] <= 1 for r in results)
+    assert len(list((path / "probes" / "round01").glob("*.json"))) == 2
+    assert all(r.get("reused") for r in probe(config))  # same weights and settings: kept
+
+
+def test_probing_a_ticket_refuses_bad_rounds_and_networks(tmp_path):
+    from experiments.image_probes import ProbeConfig, probe
+
+    run = tmp_path / "ticket"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"network": "gim-fmnist-resnet", "seed": 0}))
+    with pytest.raises(ValueError, match="--round must name a finished round .*got 0"):
+        probe(ProbeConfig(ticket_dir=str(run), round=0))
+    with pytest.raises(ValueError, match="one of --ticket_dir, --run_dir"):
+        probe(ProbeConfig(ticket_dir=str(run), run_dir="runs/x", round=0))
+    (run / "config.json").write_text(json.dumps({"network": "lenet300", "seed": 0}))
+    with pytest.raises(ValueError, match="pruned 'lenet300'"):
+        probe(ProbeConfig(ticket_dir=str(run), round=0))
+
+
+def test_a_packaged_ticket_names_the_experiment_that_made_it():
+    from gim_zoo import registry
+    from experiments.packaging import ticket_command
+
+    spec = registry.get("gim-fmnist-resnet-ticket")
+    assert ticket_command(spec, "runs/lth/gim60k-ticket-seed1", 1, 7) == (
+        "SEED=1 EXPERIMENTS=gim60k bash training/lth_results.sh && python export/package.py "
+        "--model=gim-fmnist-resnet-ticket --ticket_dir=runs/lth/gim60k-ticket-seed1 --round=7")
+    assert ticket_command(spec, "/tmp/elsewhere", 0) == spec.training_command(0)

@@ -170,3 +170,136 @@ def test_settings_are_checked_when_training_begins(rifle, message):
     with pytest.raises(ValueError, match=message):
         model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[count, rifle()])
     assert count.epochs == 0 and int(model.optimizer.iterations.numpy()) == 0
+
+
+# --- the authors' regime: HeadRateSGD, the cyclic head rate, resuming ---------------------
+from gim_zoo.callbacks.rifle import CyclicCosineDecay, HeadRateSGD  # noqa: E402
+
+
+def rate_at(schedule, step):
+    return float(keras.ops.convert_to_numpy(schedule(step)))
+
+
+def test_cyclic_cosine_restarts_at_each_restart_step_and_ends_at_zero():
+    schedule = CyclicCosineDecay(0.01, [10, 30], 40)
+    assert rate_at(schedule, 0) == pytest.approx(0.01)
+    assert rate_at(schedule, 5) == pytest.approx(0.005)  # half-way down the first cycle
+    assert rate_at(schedule, 9) < 0.001
+    assert rate_at(schedule, 10) == pytest.approx(0.01)  # restarted
+    assert rate_at(schedule, 20) == pytest.approx(0.005)
+    assert rate_at(schedule, 30) == pytest.approx(0.01)
+    assert rate_at(schedule, 35) == pytest.approx(0.005)
+    assert rate_at(schedule, 40) == pytest.approx(0.0, abs=1e-9)
+    assert rate_at(CyclicCosineDecay(0.1, [], 4), 2) == pytest.approx(0.05)  # no restart
+
+
+@pytest.mark.parametrize("args, message", [
+    ((0.0, [10], 40), "initial_learning_rate must be a positive finite"),
+    ((float("nan"), [10], 40), "initial_learning_rate must be a positive finite"),
+    ((0.01, [30, 10], 40), "rise strictly"),
+    ((0.01, [10, 10], 40), "rise strictly"),
+    ((0.01, [40], 40), "rise strictly"),
+    ((0.01, [0], 40), "rise strictly"),
+    ((0.01, [], 0), "rise strictly"),
+    ((0.01, ["ten"], 40), "whole steps"),
+])
+def test_cyclic_cosine_refuses_bad_arguments(args, message):
+    with pytest.raises(ValueError, match=message):
+        CyclicCosineDecay(*args)
+
+
+def test_head_rate_sgd_adds_l2_to_the_gradient_and_steps_the_head_at_its_own_rate():
+    body = keras.Variable(np.ones(3, "float32"), name="body")
+    head = keras.Variable(np.ones(2, "float32"), name="head")
+    optimizer = HeadRateSGD(0.1, momentum=0.0, l2=0.5, head_variables=[head],
+                            head_learning_rate=0.01)
+    # the head's variables are not tracked as the optimizer's own (saved twice otherwise)
+    assert [v.name for v in optimizer.variables] == ["iteration", "learning_rate"]
+    grads = [keras.ops.ones(3), keras.ops.ones(2)]
+    optimizer.apply(grads, [body, head])
+    # w - lr * (g + l2 w): body at 0.1, head at 0.01
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(body), 1 - 0.1 * 1.5, rtol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(head), 1 - 0.01 * 1.5, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"l2": -1e-4}, "l2 must be a finite number >= 0"),
+    ({"l2": float("inf")}, "l2 must be a finite number >= 0"),
+    ({"head_learning_rate": 0.01}, "head_variables and head_learning_rate together"),
+    ({"head_variables": "V"}, "head_variables and head_learning_rate together"),
+    ({"head_variables": "V", "head_learning_rate": -0.01}, "head_learning_rate must be a pos"),
+])
+def test_head_rate_sgd_refuses_bad_arguments(kwargs, message):
+    if kwargs.get("head_variables") == "V":
+        kwargs["head_variables"] = [keras.Variable(np.ones(2, "float32"))]
+    with pytest.raises(ValueError, match=message):
+        HeadRateSGD(0.01, **kwargs)
+
+
+class HeadRates(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.head_rate())))
+
+
+def test_cyclic_head_rate_restarts_at_every_reinit_inside_fit():
+    x, y = data()  # 4 steps per epoch at batch 16
+    model = mlp()
+    rifle = RIFLE("head", 6, times=2, quiet_epochs=1, verbose=0)  # after epochs 2 and 4
+    model.compile(HeadRateSGD(keras.optimizers.schedules.CosineDecay(0.05, 24), l2=1e-4,
+                              head_variables=model.get_layer("head").weights,
+                              head_learning_rate=rifle.cyclic_head_schedule(0.05, 4)),
+                  "sparse_categorical_crossentropy")
+    rates = HeadRates()
+    model.fit(x, y, batch_size=16, epochs=6, verbose=0, callbacks=[rates, rifle])
+    assert [r["optimizer_step"] for r in rifle.log] == [8, 16]
+    assert [i for i, r in enumerate(rates.rates) if r == pytest.approx(0.05)] == [0, 8, 16]
+    assert rates.rates[7] < 0.01 and rates.rates[15] < 0.01 and rates.rates[-1] < 0.01
+
+
+def test_cyclic_head_rate_of_another_plan_is_refused_before_the_first_step():
+    x, y = data()
+    model = mlp()
+    other = RIFLE("head", 6, times=1, verbose=0).cyclic_head_schedule(0.05, 4)
+    model.compile(HeadRateSGD(0.05, head_variables=model.get_layer("head").weights,
+                              head_learning_rate=other), "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="restarts at steps \\[12\\].*RIFLE re-initialises "
+                                         "at steps \\[8, 16\\]"):
+        model.fit(x, y, batch_size=16, epochs=6, verbose=0,
+                  callbacks=[RIFLE("head", 6, times=2, quiet_epochs=1, verbose=0)])
+    assert int(model.optimizer.iterations.numpy()) == 0
+    with pytest.raises(ValueError, match="steps_per_epoch must be a positive"):
+        RIFLE("head", 6, times=1).cyclic_head_schedule(0.05, 0)
+
+
+class StopAfter(keras.callbacks.Callback):
+    def __init__(self, epochs):
+        super().__init__()
+        self.stop_after = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.stop_after:
+            self.model.stop_training = True
+
+
+def test_a_resumed_fit_replays_earlier_reinits_and_ends_as_an_unbroken_one():
+    x, y = data()
+    unbroken = compiled(mlp(), 24)
+    rifle = RIFLE("head", 6, times=2, quiet_epochs=1, seed=3, verbose=0)
+    unbroken.fit(x, y, batch_size=16, epochs=6, shuffle=False, verbose=0, callbacks=[rifle])
+
+    resumed = compiled(mlp(), 24)
+    resumed.fit(x, y, batch_size=16, epochs=6, shuffle=False, verbose=0,
+                callbacks=[RIFLE("head", 6, times=2, quiet_epochs=1, seed=3, verbose=0),
+                           StopAfter(3)])  # killed after epoch 3: one re-init done
+    again = RIFLE("head", 6, times=2, quiet_epochs=1, seed=3, verbose=0)
+    resumed.fit(x, y, batch_size=16, epochs=6, initial_epoch=3, shuffle=False, verbose=0,
+                callbacks=[again])
+    assert [(r["after_epoch"], r.get("replayed", False)) for r in again.log] == \
+        [(2, True), (4, False)]
+    for a, b in zip(unbroken.weights, resumed.weights):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b),
+                                   rtol=1e-6, atol=1e-7)

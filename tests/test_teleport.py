@@ -263,3 +263,109 @@ def test_gl_on_dense_layers_joined_by_separate_leaky_relu_layers():
     assert record["applied"] and record["after"] > 1.05 * record["before"]
     assert relative_change(record["loss_before"], record["loss_after"]) <= 1e-5
     assert np.isfinite(to_numpy(model(other))).all()
+
+
+# --- the paper's regimes: teleport schedules, the ConvNet, the final sharpness -----------
+def test_teleport_schedule_takes_steps_and_ranges():
+    from experiments.teleport_comparison import parse_schedule
+
+    assert parse_schedule("0,50,100") == [0, 50, 100]
+    assert parse_schedule("0:471:157") == [0, 157, 314]
+    assert parse_schedule("300, 0:20:10,10") == [0, 10, 300]
+    assert parse_schedule("") == []
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0,fifty", "steps \\(50\\) or ranges"),
+    ("0:100", "steps \\(50\\) or ranges"),
+    ("0:100:0", "start < stop and step >= 1"),
+    ("100:0:10", "start < stop and step >= 1"),
+    ("-5", "count steps of the run from 0"),
+])
+def test_teleport_schedule_refuses_bad_text(text, message):
+    from experiments.teleport_comparison import parse_schedule
+
+    with pytest.raises(ValueError, match=message):
+        parse_schedule(text)
+
+
+def test_measured_sharpness_is_repeatable_grows_with_rho_and_leaves_the_weights():
+    from experiments.teleport_comparison import convnet, measured_sharpness
+
+    model = convnet(width=32, seed=0)
+    model.compile(keras.optimizers.SGD(0.05),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (64, 28, 28, 1)).astype("float32")
+    y = rng.integers(0, 10, 64)
+    model.fit(x, y, batch_size=16, epochs=3, verbose=0)
+    before = [np.array(w) for w in model.get_weights()]
+    small = measured_sharpness(model, x, y, rho=0.05, directions=4, seed=1)
+    assert measured_sharpness(model, x, y, rho=0.05, directions=4, seed=1) == small
+    assert measured_sharpness(model, x, y, rho=0.5, directions=4, seed=1) > small
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_convnet_sharpness_arms_record_the_final_sharpness(tmp_path):
+    from experiments.teleport_comparison import TeleportConfig, run_teleport_experiment
+
+    runs = {}
+    for arm in ("plain", "sharpness_min"):
+        config = TeleportConfig(model="convnet", group="rescale", teleport=arm != "plain",
+                                objective="sharpness_min", width=32, train_examples=256,
+                                epochs=2, batch_size=64, at_steps="0:8:4", eval_every=4,
+                                teleport_lr=0.1, sharpness_examples=128,
+                                sharpness_directions=3, out_dir=str(tmp_path / arm), verbose=0)
+        runs[arm] = run_teleport_experiment(config)
+    on, off = runs["sharpness_min"], runs["plain"]
+    assert on["arm"] == "teleport-sharpness_min" and off["arm"] == "plain"
+    assert on["curve"][0] == off["curve"][0]
+    assert [r["step"] for r in on["teleports"]] == [0, 4]
+    assert all(r["objective"] == "sharpness_min" and r["after"] <= r["before"]
+               for r in on["teleports"])
+    assert all(np.isfinite(m["final_sharpness"]) and np.isfinite(m["final_adaptive_sharpness"])
+               and 0 <= m["test_accuracy"] <= 1 for m in (on, off))
+    assert on["sharpness"] == {"examples": 128, "rho": 0.05, "directions": 3}
+    assert (tmp_path / "sharpness_min" / "model.weights.h5").exists()
+
+
+def test_adaptive_sharpness_ignores_a_rescaling_that_changes_the_plain_one():
+    from experiments.teleport_comparison import convnet, measured_sharpness
+
+    model = convnet(width=32, seed=0)
+    model.compile(keras.optimizers.SGD(0.05),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (64, 28, 28, 1)).astype("float32")
+    y = rng.integers(0, 10, 64)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+
+    def both():
+        return [measured_sharpness(model, x, y, rho=0.1, directions=4, seed=1, adaptive=a)
+                for a in (False, True)]
+
+    plain, adaptive = both()
+    conv1, conv2 = model.get_layer("conv1"), model.get_layer("conv2")
+    a = np.exp(np.linspace(-1.5, 1.5, conv1.kernel.shape[-1])).astype("float32")
+    conv1.kernel.assign(conv1.kernel.numpy() * a)  # the rescaling symmetry, scaled hard
+    conv1.bias.assign(conv1.bias.numpy() * a)
+    conv2.kernel.assign(conv2.kernel.numpy() / a[:, None])
+    plain_after, adaptive_after = both()
+    assert adaptive_after == pytest.approx(adaptive, rel=1e-3, abs=1e-6)
+    assert abs(plain_after - plain) > 10 * abs(adaptive_after - adaptive)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"model": "convnet"}, "--group=rescale"),
+    ({"at_steps": "0:10"}, "ranges start:stop:step"),
+    ({"sharpness_directions": 0}, "sharpness_directions >= 1"),
+    ({"sharpness_rho": 0.0}, "0 < sharpness_rho < 1"),
+    ({"sharpness_examples": -1}, "sharpness_examples >= 0"),
+])
+def test_new_options_refuse_bad_settings_before_writing_anything(tmp_path, bad, message):
+    from experiments.teleport_comparison import TeleportConfig, run_teleport_experiment
+
+    with pytest.raises(ValueError, match=message):
+        run_teleport_experiment(TeleportConfig(out_dir=str(tmp_path / "run"), **bad))
+    assert not (tmp_path / "run").exists()

@@ -2,6 +2,8 @@
 
     python training/teleport.py --optimizer=sgd --teleport --seed=0
     python training/teleport.py --optimizer=sgd --noteleport --seed=0     # the baseline
+    python training/teleport.py --model=convnet --group=rescale --objective=sharpness_min \
+        --epochs=20 --at_steps=0:3140:157 --seed=0     # teleport to flatter points
     bash training/teleport_results.sh                                     # the README table
 """
 
@@ -17,10 +19,15 @@ def show(m):
     target = m["steps_to_target"]
     reached = f"step {target}" if target is not None else "never"
     accuracy = f", test top-1 {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""
+    if "final_sharpness" in m:
+        accuracy += (f", final sharpness {m['final_sharpness']:.4g} (adaptive "
+                     f"{m.get('final_adaptive_sharpness', float('nan')):.4g})")
     gains = ", ".join(f"{r['before']:.3g}->{r['after']:.3g}" for r in m["teleports"])
+    objective = m["teleports"][0]["objective"] if m["teleports"] else ""
+    objective = "grad norm^2" if objective == "grad_norm" else objective
     print(f"{m['model']} {m['optimizer']} teleport={m['teleport']} seed {m['seed']}: training "
           f"loss <= {m['target_loss']} at {reached}; final {m['final_subset_loss']:.4f}"
-          f"{accuracy}; {m['seconds']:.0f} s" + (f"; grad norm^2 {gains}" if gains else ""))
+          f"{accuracy}; {m['seconds']:.0f} s" + (f"; {objective} {gains}" if gains else ""))
 
 
 if __name__ == "__main__":

@@ -231,3 +231,38 @@ def test_whole_model_backup_with_another_optimizer_layout_is_refused(tmp_path):
     backup.set_model(_module2_model())
     with pytest.raises(BackupError, match="optimizer variables"):
         backup.on_train_begin()
+
+
+def test_head_rate_sgd_steps_the_head_at_its_cyclic_rate_under_the_backend():
+    from gim_zoo.callbacks import CyclicCosineDecay, HeadRateSGD
+
+    def model_and_data():
+        keras.utils.set_random_seed(0)  # before the layers: their initializers draw seeds
+        model = mlp([6, L.Dense(8, activation="relu", name="body"),
+                     L.Dense(3, activation="softmax", name="head")])
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(32, 6)).astype("float32")
+        return model, x, (x[:, 0] > 0).astype("int32")
+
+    schedule = keras.optimizers.schedules.CosineDecay(0.05, 8)
+    finals = []
+    for head_rate in (None, schedule, CyclicCosineDecay(0.05, [4], 8)):
+        model, x, y = model_and_data()
+        head = {} if head_rate is None else {
+            "head_variables": model.get_layer("head").weights, "head_learning_rate": head_rate}
+        model.compile(HeadRateSGD(schedule, momentum=0.9, l2=1e-4, **head),
+                      "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        finals.append([to_numpy(w) for w in model.weights])
+    # the head at the run's own schedule is plain HeadRateSGD; a cyclic head rate is not
+    for a, b in zip(finals[0], finals[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(finals[0][-2], finals[2][-2])  # head kernel
+
+    body = keras.Variable(np.ones(2, "float32"))
+    head = keras.Variable(np.ones(2, "float32"))
+    optimizer = HeadRateSGD(0.1, momentum=0.0, l2=0.5, head_variables=[head],
+                            head_learning_rate=0.01)
+    optimizer.apply([keras.ops.ones(2), keras.ops.ones(2)], [body, head])
+    np.testing.assert_allclose(to_numpy(body), 1 - 0.1 * 1.5, rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(head), 1 - 0.01 * 1.5, rtol=1e-6)

@@ -28,6 +28,8 @@ class ProbeConfig:
     run_dir: str = ""
     model: str = ""
     random_init: bool = False
+    ticket_dir: str = ""
+    round: int = -1
     labels_per_class: str = "0"
     module: int = 0
     pool_to: int = 0
@@ -60,6 +62,9 @@ class ProbeConfig:
         "run_dir": "run directory written by training/train.py (its encoder is probed)",
         "model": "registry model to build untrained, with --random_init",
         "random_init": "probe a randomly initialised encoder (baseline); needs --model",
+        "ticket_dir": "a lottery-ticket run of training/lottery.py (a GIM/CPC encoder): probe "
+                      "its encoder as trained in --round (results in TICKET_DIR/probes/roundNN)",
+        "round": "with --ticket_dir: which round (0: the dense encoder)",
         "labels_per_class": "labelled training examples per class, comma-separated for "
                             "several budgets (e.g. 60,600,0); 0 uses every label",
         "module": "which module's output to probe (1-based); 0 is the last",
@@ -90,6 +95,8 @@ def probe_source(config, spec, train_config, encoder):
 def load_encoder(config):
     """(encoder, spec, the run's TrainConfig or None, where results go, what identifies
     the encoder's weights) for a run directory or a random-init baseline."""
+    if config.ticket_dir:
+        return _ticket_encoder(config)
     if config.random_init:
         if not config.model:
             raise ValueError("--random_init needs --model (which encoder to build)")
@@ -111,6 +118,29 @@ def load_encoder(config):
     load_weights_checked(encoder, run.encoder_weights_path)
     return (encoder, spec, train_config, Path(config.out_dir or run.path / "probes"),
             f"sha256:{sha256_of(run.encoder_weights_path)}")
+
+
+def _ticket_encoder(config):
+    """The encoder of a lottery-ticket run as trained in round `config.round`."""
+    from gim_zoo.lottery import completed_rounds, load_ticket, ticket_config
+    from gim_zoo.lottery.tickets import trained_weights_path
+
+    if config.run_dir or config.random_init:
+        raise ValueError("give one of --ticket_dir, --run_dir and --random_init")
+    network = ticket_config(config.ticket_dir)["network"]
+    if network not in registry.list_models() or \
+            registry.get(network).objective not in ("gim", "cpc"):
+        raise ValueError(f"{config.ticket_dir} pruned {network!r}: --ticket_dir probes the "
+                         "encoder of a GIM or CPC ticket run")
+    done = completed_rounds(config.ticket_dir)
+    if not 0 <= config.round < done:
+        raise ValueError(f"--round must name a finished round of {config.ticket_dir} "
+                         f"(0..{done - 1}), got {config.round}")
+    model, _ = load_ticket(config.ticket_dir, config.round)
+    weights = trained_weights_path(config.ticket_dir, config.round)
+    out_dir = Path(config.out_dir or Path(config.ticket_dir) / "probes" / f"round{config.round:02d}")
+    return (model.encoder, registry.get(network), None, out_dir,
+            f"sha256:{sha256_of(weights)}")
 
 
 def parse_budgets(text):
@@ -203,7 +233,9 @@ def probe(config):
             num_classes=num_classes, steps=config.steps, batch_size=config.batch_size,
             learning_rate=config.learning_rate, seed=seed, verbose=config.verbose)
         result = {
-            "source": "random-init" if config.random_init else str(config.run_dir),
+            "source": "random-init" if config.random_init else
+                      str(config.ticket_dir or config.run_dir),
+            **({"round": config.round} if config.ticket_dir else {}),
             "model": spec.name,
             "labels_per_class": budget or "all",
             "seed": seed,

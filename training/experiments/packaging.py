@@ -270,6 +270,20 @@ def package_run(name, run_dir, folder=None, cards_dir=None, data_dir=None, note=
                              source=config.source(), overwrite=overwrite)
 
 
+def ticket_command(spec, ticket_dir, seed, round_index=None):
+    """The commands that made and packaged this ticket run: lth_results.sh's experiment
+    when the run directory has its name (runs/lth/EXPERIMENT-ticket-seedN), else the
+    registry's recipe for the model."""
+    import re
+
+    match = re.fullmatch(r"(.+)-ticket-seed(\d+)", Path(ticket_dir).name)
+    if not match:
+        return spec.training_command(seed)
+    chosen = "" if round_index is None else f" --round={round_index}"
+    return (f"SEED={match[2]} EXPERIMENTS={match[1]} bash training/lth_results.sh && "
+            f"python export/package.py --model={spec.name} --ticket_dir={ticket_dir}{chosen}")
+
+
 def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=None,
                    data_dir=None, note="", overwrite=False):
     """Write the zoo folder of a lottery ticket from an IMP run (training/lottery.py):
@@ -307,7 +321,7 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
     metrics = {
         "model": name,
         "training": {
-            "command": spec.training_command(config.seed),
+            "command": ticket_command(spec, ticket_dir, config.seed, round_index),
             "seed": config.seed,
             "epochs": config.epochs,
             "train_seconds": scored.get("seconds"),
