@@ -96,11 +96,15 @@ RIFLE_ORDER = ("plain", "rifle1", "rifle2", "rifle3", "rifle3-cyclic", "rifle3-r
 
 
 def rifle_target(m):
-    """A fine-tuning run's target, e.g. 'fashion_mnist 10% (6000 labels)'."""
-    target = m.get("target", "digits")
-    if target == "fashion_mnist":
-        share = f"{100 * m['train_examples'] / 60000:g}% " if m.get("labels_per_class") else ""
-        return f"fashion_mnist {share}({m['train_examples']} labels)"
+    """A fine-tuning run's target, e.g. 'fashion_mnist 10% (6000 labels)' (the share of the
+    target's labelled images, where the target says how many it has)."""
+    from experiments.rifle_finetuning import FinetuneConfig, TARGETS
+
+    target = m.get("target", FinetuneConfig.target)
+    known = TARGETS.get(target)
+    if known and known.labelled_images and m.get("labels_per_class"):
+        share = 100 * m["train_examples"] / known.labelled_images
+        return f"{target} {share:g}% ({m['train_examples']} labels)"
     return f"{target} ({m['train_examples']} labels)"
 
 

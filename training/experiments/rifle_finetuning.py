@@ -35,12 +35,45 @@ from gim_zoo.callbacks.backup import ResumableBackup
 from gim_zoo.callbacks.rifle import RIFLE, HeadRateSGD, rifle_epochs
 from gim_zoo.data.digits import digits_split
 from gim_zoo.data.pipelines import corrupt_images_named, eval_pipeline
-from gim_zoo.data.sources import image_source
+from gim_zoo.data.sources import FASHION_MNIST, image_source
 from gim_zoo.validation import check_config, integer, number
 from experiments.run_directory import EpochTimer, RunDirectory, SelfKill
 
-TARGETS = ("digits", "fashion_mnist")
 OPTIMIZERS = ("adam", "sgd")
+
+
+def _digits_split(config):
+    return digits_split(config.labels_per_class, config.seed)
+
+
+def _fashion_mnist_split(config):
+    from gim_zoo.models.probe import balanced_subset
+
+    train = FASHION_MNIST.load("train", config.data_dir or None)
+    test = FASHION_MNIST.load("test", config.data_dir or None)
+    keep = balanced_subset(train.labels, config.labels_per_class or None, config.seed)
+    return train.images[keep], train.labels[keep], test.images, test.labels
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A --target: where its few labels come from, said once (no branches on its name).
+
+    split(config) -> (train_x, train_y, test_x, test_y) in memory; run_tag: the part of a
+    default run directory naming the labels used ('' for the digits, the original table);
+    augmentable: random crops and flips keep the label (clothing yes, digits no);
+    labelled_images: the labelled training images it has in all (the share in reports)."""
+    name: str
+    split: object
+    run_tag: str
+    augmentable: bool
+    labelled_images: int
+
+
+TARGETS = {t.name: t for t in (
+    Target("digits", _digits_split, "", False, 0),
+    Target(FASHION_MNIST.name, _fashion_mnist_split, "fmnist", True, 60_000),
+)}
 
 
 @dataclasses.dataclass
@@ -130,7 +163,7 @@ class FinetuneConfig:
         """Refuse bad settings before a run directory exists."""
         check_config(self)  # the numeric ranges (LIMITS)
         if self.target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+            raise ValueError(f"target must be one of {tuple(TARGETS)}, got {self.target!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.optimizer != "sgd" and (self.weight_decay or self.cyclic_head_lr):
@@ -139,17 +172,18 @@ class FinetuneConfig:
         if self.cyclic_head_lr and not self.rifle_times:
             raise ValueError("--cyclic_head_lr restarts the head's rate at RIFLE's re-inits: "
                              "it needs --rifle_times >= 1")
-        if self.augment and (self.target != "fashion_mnist" or not self.resumable):
+        if self.augment and (not TARGETS[self.target].augmentable or not self.resumable):
             raise ValueError("--augment is for --target=fashion_mnist with --resumable "
                              "(flips do not preserve a digit's label)")
-        if self.dataset and (self.target != "digits" or self.resumable):
+        if self.dataset and (self.target != FinetuneConfig.target or self.resumable):
             raise ValueError("--dataset names the target itself: leave --target at its "
                              "default, and --resumable is for --target (in-memory images)")
 
     def default_out_dir(self, model, source=None):
         if source is not None:
             return f"runs/finetune/{source.slug}/{model}-{self.variant()}-seed{self.seed}"
-        target = "" if self.target == "digits" else f"fmnist{self.labels_per_class or 'all'}-"
+        tag = TARGETS[self.target].run_tag
+        target = f"{tag}{self.labels_per_class or 'all'}-" if tag else ""
         return f"runs/finetune/{model}-{target}{self.variant()}-seed{self.seed}"
 
     def variant(self):
@@ -210,16 +244,7 @@ class ModuleDistanceTracker(keras.callbacks.Callback):
 
 def target_split(config):
     """(train_x, train_y, test_x, test_y) of the run's target, float32 images 0..255."""
-    if config.target == "digits":
-        train_x, train_y, test_x, test_y = digits_split(config.labels_per_class, config.seed)
-    else:
-        from gim_zoo.data import load_fashion_mnist
-        from gim_zoo.models.probe import balanced_subset
-
-        images, labels = load_fashion_mnist("train", config.data_dir or None)
-        keep = balanced_subset(labels, config.labels_per_class or None, config.seed)
-        train_x, train_y = images[keep], labels[keep]
-        test_x, test_y = load_fashion_mnist("test", config.data_dir or None)
+    train_x, train_y, test_x, test_y = TARGETS[config.target].split(config)
     n = config.eval_examples or len(test_x)
     return (train_x.astype("float32"), train_y.astype("int32"),
             test_x[:n].astype("float32"), test_y[:n].astype("int32"))

@@ -128,12 +128,12 @@ def parse_schedule(text):
         except ValueError:
             numbers = None
         if numbers is None or len(numbers) not in (1, 3):
-            raise ValueError(f"at_steps items are steps (50) or ranges start:stop:step "
+            raise ValueError(f"--at_steps items are steps (50) or ranges start:stop:step "
                              f"(0:3140:157); got {item!r} in {text!r}")
         if len(numbers) == 3 and (numbers[2] < 1 or numbers[1] <= numbers[0]):
-            raise ValueError(f"at_steps range {item!r} needs start < stop and step >= 1")
+            raise ValueError(f"--at_steps range {item!r} needs start < stop and step >= 1")
         if min(numbers) < 0:
-            raise ValueError(f"at_steps count steps of the run from 0; got {item!r}")
+            raise ValueError(f"--at_steps count steps of the run from 0; got {item!r}")
         steps.update(range(*numbers) if len(numbers) == 3 else numbers)
     return sorted(steps)
 
