@@ -1,7 +1,8 @@
 """Audio encoder export: Keras vs TFLite fp32 and int8, size and latency per second of audio.
 
     python benchmarks/audio_export.py                                   # random-init weights
-    python benchmarks/audio_export.py --run_dir=runs/gim-espeak-audio-seed0
+    python benchmarks/audio_export.py --weights=runs/gim-espeak-audio-seed0/encoder.weights.h5
+    python benchmarks/audio_export.py --weights=pretrained            # the bundled encoder
 
 Measured side by side in one process on the same 1.28 s waveforms (20,480 samples, the
 training crop): median single-clip latency, reported per second of audio (the real-time
@@ -13,7 +14,6 @@ the benchmark's noise clips). Latency does not depend on the weights' values.
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -25,23 +25,23 @@ import numpy as np  # noqa: E402
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gim-espeak-audio")
-    parser.add_argument("--run_dir", default="", help="train.py run whose encoder to export")
+    parser.add_argument("--weights", default="",
+                        help="encoder weights as gim_zoo.load takes them: a run's "
+                             "encoder.weights.h5, a model folder or 'pretrained'; '': random")
     parser.add_argument("--clips", type=int, default=20)
     args = parser.parse_args()
 
     import keras
 
-    from gim_zoo import registry
+    import gim_zoo
     from gim_zoo.demo import per_image_ms
     from gim_zoo.exporting import TFLiteModel, export_tflite
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))  # experiments
-    from experiments.run_directory import RunDirectory
+
+    from gim_zoo import registry
 
     spec = registry.get(args.model)
     keras.utils.set_random_seed(0)
-    encoder = spec.build_encoder()
-    if args.run_dir:
-        encoder.load_weights(RunDirectory(args.run_dir).encoder_weights_path)
+    encoder = gim_zoo.load(args.model, weights=args.weights or None)
     samples = encoder.crop_samples
     seconds = samples / 16000
     clips = np.random.default_rng(0).normal(0, 0.1, (args.clips, samples)).astype("float32")

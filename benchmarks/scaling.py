@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from gim_zoo.run_layout import RunLayout
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--stem_width=8", "--widths=4,4,8", "--blocks=1,1,1"]
 
@@ -74,7 +76,7 @@ def launch(flags, out_dir, workers=1, timeout=3600):
 
 
 def images_per_second(run_dir, images_per_epoch):
-    with open(Path(run_dir) / "history.csv") as f:
+    with open(RunLayout(run_dir).history_path) as f:
         seconds = [float(r["epoch_seconds"]) for r in csv.DictReader(f)][1:]
     return images_per_epoch * len(seconds) / sum(seconds), seconds
 

@@ -7,7 +7,7 @@ The token comes from $HF_TOKEN or `hf auth login`; it is never printed or writte
 without a model card (README.md) and metrics.json is refused. Exactly the files that
 metadata.json lists (and metadata.json) are uploaded, each checked against its sha256;
 symbolic links are refused and anything else in the folder (.env, notes) stays local.
-When the folder is the package's pinned copy of its model (export/package.py's bundled
+When the folder is the package's pinned copy of its model (training/package.py's bundled
 folder), the repository and the new commit are recorded in gim_zoo/pretrained/manifest.json,
 where `gim_zoo.load` looks for them.
 """
@@ -50,7 +50,7 @@ def main(argv):
         print(f"recorded in {MANIFEST_PATH}: {name} is at {f.repo_id}, revision {commit.oid}")
     else:
         print(f"not recorded in {MANIFEST_PATH}: the folder is not the package's pinned copy "
-              "of its model (package it with export/package.py, then publish that folder)")
+              "of its model (package it with training/package.py, then publish that folder)")
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ class ModelSpec:
         if self.ticket_of:
             run = f"runs/lth/{self.ticket_experiment}-ticket-seed{seed}"
             return (f"SEED={seed} EXPERIMENTS={self.ticket_experiment} bash "
-                    f"training/lth_results.sh && python export/package.py --model={self.name} "
+                    f"training/lth_results.sh && python training/package.py --model={self.name} "
                     f"--ticket_dir={run}")
         if self.module_at_a_time and out_dir is None and not flags:  # the whole recipe
             runs = [f"runs/{self.name}-m{k}-seed{seed}"

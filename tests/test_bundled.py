@@ -10,7 +10,7 @@ import gim_zoo
 from gim_zoo import presets, registry
 from gim_zoo.data import load_fashion_mnist
 from gim_zoo.exporting import TFLiteModel
-from experiments import model_cards
+from training.experiments import model_cards
 
 NAME = "gim-fmnist-resnet"
 FOLDER = presets.BUNDLED_DIR / NAME

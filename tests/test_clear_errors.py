@@ -4,8 +4,6 @@ OS errors while training name the path, empty batches give empty results and too
 audio a clear error, and module-at-a-time training on random earlier modules warns."""
 
 import errno
-import json
-import shutil
 
 import numpy as np
 import pytest
@@ -122,7 +120,7 @@ def test_audio_shorter_than_one_frame_is_a_clear_error(shape):
 def test_os_errors_while_training_name_the_run_directory(tmp_path):
     import tensorflow as tf
 
-    from experiments.pretraining import os_errors_naming
+    from training.experiments.pretraining import os_errors_naming
 
     run = tmp_path / "run"
     with pytest.raises(OSError, match=f"No space left on device: '{run}'"):
@@ -142,8 +140,8 @@ def test_os_errors_while_training_name_the_run_directory(tmp_path):
 def test_a_blocked_logs_folder_is_one_line_naming_it(tmp_path):
     import dataclasses
 
-    from experiments.pretraining import TrainConfig, train
-    from experiments.run_directory import RunDirectory
+    from training.experiments.pretraining import TrainConfig, train
+    from training.experiments.run_directory import RunDirectory
 
     config = TrainConfig(out_dir=str(tmp_path / "run"), epochs=1, stem_width=8,
                          widths="4,4,8", blocks="1,1,1", max_examples=64, batch_size=32,
@@ -157,8 +155,8 @@ def test_a_blocked_logs_folder_is_one_line_naming_it(tmp_path):
 def test_training_module_k_without_init_from_warns(tmp_path, capsys):
     import fcntl
 
-    from experiments.pretraining import TrainConfig, train, warn_about_random_modules
-    from experiments.run_directory import RunLockedError
+    from training.experiments.pretraining import TrainConfig, train, warn_about_random_modules
+    from training.experiments.run_directory import RunLockedError
 
     assert not warn_about_random_modules(TrainConfig(out_dir="x", train_module=1).resolved())
     assert not warn_about_random_modules(

@@ -110,9 +110,7 @@ def test_scripts_print_tensorflow_warnings_once_and_no_info_lines():
     own log handler made each SavedModel export print a dozen lines, warnings twice; and
     TensorFlow's absl start-up hook printed "failed call to cuInit" on CPU machines."""
     snippet = """
-import sys
-sys.path.insert(0, "training")
-from experiments.flags import run_main  # imports TensorFlow, as the scripts do
+from training.experiments.flags import run_main  # imports TensorFlow, as the scripts do
 def main(argv):
     import tensorflow as tf
     tf.get_logger().info("an info line")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from gim_zoo.data.digits import digits_split
-from experiments import reports
-from experiments.rifle_finetuning import FinetuneConfig, finetune
+from training.experiments import reports
+from training.experiments.rifle_finetuning import FinetuneConfig, finetune
 
 
 def test_digits_split_fixed_test_half_and_seeded_labels():

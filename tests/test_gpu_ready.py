@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import pytest
 
-from experiments.pretraining import TrainConfig
-from experiments.run_directory import ConfigMismatchError, RunDirectory
+from training.experiments.pretraining import TrainConfig
+from training.experiments.run_directory import ConfigMismatchError, RunDirectory
 from gim_zoo.callbacks.backup import ResumableBackup
 from gim_zoo.registry import get
 from tests.conftest import TINY_ENCODER
@@ -120,7 +120,7 @@ def test_gpu_flags_from_the_python_api_and_a_resume_with_another_value_is_refuse
 def test_steps_per_execution_divides_an_epoch(tmp_path, capsys):
     """An execution that crossed an epoch's end would train on the next epoch's first
     batches (8 steps, 3 per execution: 9 steps per epoch) and break exact resumes."""
-    from experiments.pretraining import steps_per_execution
+    from training.experiments.pretraining import steps_per_execution
 
     config = tiny_config(tmp_path, steps_per_execution=3)
     assert steps_per_execution(config, 9) == 3

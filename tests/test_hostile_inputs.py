@@ -82,7 +82,7 @@ def test_demo_refuses_steps_below_one_before_any_work(capsys):
 
 def test_label_budgets_and_train_flags_are_checked():
     from gim_zoo.models.probe import balanced_subset
-    from experiments.pretraining import TrainConfig
+    from training.experiments.pretraining import TrainConfig
 
     with pytest.raises(ValueError, match="per_class must be an integer >= 1"):
         balanced_subset(np.arange(20) % 2, -3)
@@ -98,7 +98,7 @@ def test_run_demo_refuses_steps_below_one():
 
 
 def test_probe_script_config_refuses_steps_below_one_before_loading(tmp_path):
-    from experiments.image_probes import ProbeConfig, probe
+    from training.experiments.image_probes import ProbeConfig, probe
 
     config = ProbeConfig(random_init=True, model="gim-fmnist-resnet", steps=0,
                          out_dir=str(tmp_path / "probes"))
@@ -108,19 +108,19 @@ def test_probe_script_config_refuses_steps_below_one_before_loading(tmp_path):
 
 
 @pytest.mark.parametrize("module, config", [
-    ("experiments.lottery_rounds", dict(cls="LotteryConfig", field="probe_steps", value=0)),
-    ("experiments.lottery_rounds", dict(cls="LotteryConfig", field="conv_rate", value=1.5)),
-    ("experiments.lottery_rounds", dict(cls="LotteryConfig", field="global_rate", value=-0.5)),
-    ("experiments.rifle_finetuning", dict(cls="FinetuneConfig", field="epochs", value=0)),
-    ("experiments.rifle_finetuning", dict(cls="FinetuneConfig", field="learning_rate",
+    ("training.experiments.lottery_rounds", dict(cls="LotteryConfig", field="probe_steps", value=0)),
+    ("training.experiments.lottery_rounds", dict(cls="LotteryConfig", field="conv_rate", value=1.5)),
+    ("training.experiments.lottery_rounds", dict(cls="LotteryConfig", field="global_rate", value=-0.5)),
+    ("training.experiments.rifle_finetuning", dict(cls="FinetuneConfig", field="epochs", value=0)),
+    ("training.experiments.rifle_finetuning", dict(cls="FinetuneConfig", field="learning_rate",
                                           value=math.nan)),
-    ("experiments.teleport_comparison", dict(cls="TeleportConfig", field="teleport_steps",
+    ("training.experiments.teleport_comparison", dict(cls="TeleportConfig", field="teleport_steps",
                                              value=-3)),
-    ("experiments.teleport_comparison", dict(cls="TeleportConfig", field="teleport_lr",
+    ("training.experiments.teleport_comparison", dict(cls="TeleportConfig", field="teleport_lr",
                                              value=math.nan)),
-    ("experiments.teleport_comparison", dict(cls="TeleportConfig", field="at_steps",
+    ("training.experiments.teleport_comparison", dict(cls="TeleportConfig", field="at_steps",
                                              value="0,x")),
-    ("experiments.speech_probes", dict(cls="AudioProbeConfig", field="steps", value=0)),
+    ("training.experiments.speech_probes", dict(cls="AudioProbeConfig", field="steps", value=0)),
 ])
 def test_script_configs_refuse_out_of_range_numbers_before_writing(tmp_path, module, config):
     import importlib

@@ -10,8 +10,8 @@ from gim_zoo import presets
 from gim_zoo.data import load_fashion_mnist
 from gim_zoo.exporting import TFLiteModel, export_tflite
 from gim_zoo.lottery import load_ticket
-from experiments.lottery_rounds import LotteryConfig, choose_round, run_imp
-from experiments.packaging import package_ticket
+from training.experiments.lottery_rounds import LotteryConfig, choose_round, run_imp
+from training.experiments.packaging import package_ticket
 
 
 def config(tmp_path, name, **kw):
@@ -150,7 +150,7 @@ def test_choose_round_is_the_sparsest_within_a_point():
 
 @pytest.mark.slow
 def test_probe_a_ticket_round_with_several_probe_seeds(gim_ticket):
-    from experiments.image_probes import ProbeConfig, probe
+    from training.experiments.image_probes import ProbeConfig, probe
 
     path, _ = gim_ticket
     config = ProbeConfig(ticket_dir=str(path), round=1, labels_per_class="5", seeds="0,1",
@@ -164,7 +164,7 @@ def test_probe_a_ticket_round_with_several_probe_seeds(gim_ticket):
 
 
 def test_probing_a_ticket_refuses_bad_rounds_and_networks(tmp_path):
-    from experiments.image_probes import ProbeConfig, probe
+    from training.experiments.image_probes import ProbeConfig, probe
 
     run = tmp_path / "ticket"
     run.mkdir()
@@ -180,10 +180,10 @@ def test_probing_a_ticket_refuses_bad_rounds_and_networks(tmp_path):
 
 def test_a_packaged_ticket_names_the_experiment_that_made_it():
     from gim_zoo import registry
-    from experiments.packaging import ticket_command
+    from training.experiments.packaging import ticket_command
 
     spec = registry.get("gim-fmnist-resnet-ticket")
     assert ticket_command(spec, "runs/lth/gim60k-ticket-seed1", 1, 7) == (
-        "SEED=1 EXPERIMENTS=gim60k bash training/lth_results.sh && python export/package.py "
+        "SEED=1 EXPERIMENTS=gim60k bash training/lth_results.sh && python training/package.py "
         "--model=gim-fmnist-resnet-ticket --ticket_dir=runs/lth/gim60k-ticket-seed1 --round=7")
     assert ticket_command(spec, "/tmp/elsewhere", 0) == spec.training_command(0)

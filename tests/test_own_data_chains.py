@@ -1,5 +1,5 @@
 """The commands of docs/own-images.md, end to end, in miniature: train.py -> probe.py ->
-export/package.py -> gim_zoo.load(weights=FOLDER) -> `python -m gim_zoo export`, on
+training/package.py -> gim_zoo.load(weights=FOLDER) -> `python -m gim_zoo export`, on
 
 - the paper's STL-10 experiment (gim-stl10-resnet, test-size widths, pre-trained on the
   `unlabelled` split, probed on train/test), on tensorflow-datasets' mock data;
@@ -14,7 +14,6 @@ Subprocesses (the real scripts; the tfds ones under tests/mock_tfds.py), hence s
 import json
 import signal
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,7 +45,7 @@ def chain(tmp_path, model, train_flags, probe_flags=(), export_flags=(), mock=Fa
            "--verbose=0", *probe_flags, mock=mock)
     [probe_file] = sorted((run / "probes").glob("*.json"))
     probe = json.loads(probe_file.read_text())
-    python("export/package.py", f"--model={model}", f"--run_dir={run}", f"--out_dir={folder}",
+    python("training/package.py", f"--model={model}", f"--run_dir={run}", f"--out_dir={folder}",
            *export_flags, mock=mock)
     packaged = json.loads((folder / "metrics.json").read_text())
     assert packaged["linear_probe"]["all"]["test_accuracy"] == probe["test_accuracy"]

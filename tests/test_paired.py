@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from experiments import paired
+from training.experiments import paired
 
 
 def write(path, obj):

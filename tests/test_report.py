@@ -2,7 +2,7 @@
 
 import json
 
-from experiments import reports
+from training.experiments import reports
 
 
 def write(path, obj):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from gim_zoo import presets
-from experiments.run_directory import RunDirectory
+from training.experiments.run_directory import RunDirectory
 from tests import subprocs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ def test_export_never_writes_through_a_symlink_into_a_users_folder(tiny_encoder,
 # 2. one process per run directory --------------------------------------------------------
 
 def test_a_run_directory_is_locked_by_one_process(tmp_path):
-    from experiments.run_directory import RunLockedError
+    from training.experiments.run_directory import RunLockedError
 
     run = RunDirectory(tmp_path / "r")
     with run.lock():
@@ -250,7 +250,7 @@ def test_publish_refuses_a_symlinked_file(standin, model_folder, tmp_path):
 # 5. packaging writes only --out_dir and only complete, trained runs ------------------------
 
 def _fake_run(run_dir, tiny_encoder, epochs_completed=1):
-    from experiments.pretraining import TrainConfig
+    from training.experiments.pretraining import TrainConfig
 
     run = RunDirectory(run_dir)
     config = TrainConfig(out_dir=str(run_dir), epochs=1, **{
@@ -267,7 +267,7 @@ def _fake_run(run_dir, tiny_encoder, epochs_completed=1):
 
 
 def test_packaging_refuses_a_run_that_trained_no_epoch(tmp_path, tiny_encoder):
-    from experiments.packaging import package_run
+    from training.experiments.packaging import package_run
 
     run_dir = _fake_run(tmp_path / "run", tiny_encoder, epochs_completed=0)
     with pytest.raises(ValueError, match="trained 0 epochs"):
@@ -286,8 +286,8 @@ def _write_probe(probes_dir, budget, seed, accuracy, pool_to=3):
 def test_packaged_metrics_record_every_module_job_and_every_probe_seed(tmp_path, tiny_encoder):
     """A module-at-a-time encoder is one job per module: its metrics.json and card give the
     whole recipe (each job's command, all jobs' time), and probe seeds as mean ± std."""
-    from experiments import model_cards
-    from experiments.packaging import run_metrics
+    from training.experiments import model_cards
+    from training.experiments.packaging import run_metrics
     from gim_zoo.files import sha256_of
     from gim_zoo.registry import get
 
@@ -339,24 +339,35 @@ def test_packaged_metrics_record_every_module_job_and_every_probe_seed(tmp_path,
 @pytest.mark.slow
 def test_package_script_with_out_dir_writes_only_that_folder(tmp_path, tiny_encoder):
     run_dir = _fake_run(tmp_path / "run", tiny_encoder)
-    repo = tmp_path / "repo"  # a copy of the script, so its model_cards/ is repo/model_cards
-    (repo / "export").mkdir(parents=True)
-    shutil.copy(ROOT / "export" / "package.py", repo / "export" / "package.py")
+    cards = ROOT / "model_cards"
+    cards_before = listing(cards)
     manifest = tmp_path / "manifest.json"
     manifest.write_text('{"other-model": {"files": {}, "revision": null}}\n')
     before = manifest.read_bytes()
+    # The package's manifest and bundled folder point into tmp_path; the rest is what
+    # `python training/package.py` does (its own folder first on the path).
     wrapper = ("import runpy, sys; from pathlib import Path; from gim_zoo import presets; "
                "presets.MANIFEST_PATH = Path(sys.argv[1]); presets.BUNDLED_DIR = Path(sys.argv[2]); "
-               "sys.argv = sys.argv[3:]; runpy.run_path(sys.argv[0], run_name='__main__')")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "training")])}
+               "sys.argv = sys.argv[3:]; sys.path.insert(0, str(Path(sys.argv[0]).parent)); "
+               "runpy.run_path(sys.argv[0], run_name='__main__')")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     subprocs.run(
         [sys.executable, "-c", wrapper, str(manifest), str(tmp_path / "bundled"),
-         str(repo / "export" / "package.py"), f"--model={NAME}", f"--run_dir={run_dir}",
+         str(ROOT / "training" / "package.py"), f"--model={NAME}", f"--run_dir={run_dir}",
          f"--out_dir={tmp_path / 'x'}"], env=env, cwd=ROOT)
     assert (tmp_path / "x" / "encoder_int8.tflite").is_file()
     assert manifest.read_bytes() == before
-    assert not (repo / "model_cards").exists() and not (tmp_path / "bundled").exists()
+    assert listing(cards) == cards_before and not (tmp_path / "bundled").exists()
+
+
+@pytest.mark.slow
+def test_the_old_package_command_forwards_to_training(tmp_path):
+    """export/package.py, named in earlier model cards, runs training/package.py."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocs.run([sys.executable, "export/package.py", "--help"], check=False,
+                        env=env, cwd=ROOT)
+    assert "--ticket_dir" in proc.stdout + proc.stderr and "training/package.py" in (
+        proc.stdout + proc.stderr)
 
 
 # 9. configs are checked before anything is written ---------------------------------------
@@ -368,7 +379,7 @@ def test_package_script_with_out_dir_writes_only_that_folder(tmp_path, tiny_enco
                                          ("train_module", 4), ("widths", "4,x,8"),
                                          ("cpu_devices", -2), ("batch_size", 65)])
 def test_invalid_configs_are_refused_before_anything_is_written(tmp_path, field, value):
-    from experiments.pretraining import TrainConfig, train
+    from training.experiments.pretraining import TrainConfig, train
 
     config = TrainConfig(out_dir=str(tmp_path / "r"), **{**TINY_CONFIG, field: value})
     with pytest.raises(ValueError, match=field):
@@ -377,7 +388,7 @@ def test_invalid_configs_are_refused_before_anything_is_written(tmp_path, field,
 
 
 def test_the_same_run_directory_by_absolute_or_relative_path(tmp_path, monkeypatch):
-    from experiments.run_directory import ConfigMismatchError
+    from training.experiments.run_directory import ConfigMismatchError
 
     monkeypatch.chdir(tmp_path)
     RunDirectory("runs/r").prepare({"model": "m", "out_dir": "runs/r", "epochs": 1})
@@ -403,7 +414,7 @@ def test_full_disk_during_atomic_writes_leaves_no_temporary_file(tmp_path, monke
                                                                  tiny_encoder):
     from gim_zoo import files
     from gim_zoo.callbacks.backup import save_weights_as_worker
-    from experiments.plots import plot_loss_curves
+    from training.experiments.plots import plot_loss_curves
 
     monkeypatch.setattr(files.os, "fsync", _enospc)
     with pytest.raises(OSError, match=f"No space left on device.*{tmp_path / 'a.json'}"):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from gim_zoo.callbacks import BackupError, ResumableBackup
-from experiments.run_directory import ConfigMismatchError, RunDirectory
+from training.experiments.run_directory import ConfigMismatchError, RunDirectory
 
 NAME = "gim-fmnist-resnet"
 TINY = dict(model=NAME, stem_width=8, widths="4,4,8", blocks="1,1,1", max_examples=64,
@@ -43,7 +43,7 @@ def files(folder):
 # --- history.csv ---------------------------------------------------------------------------
 
 def test_a_cut_short_last_history_line_is_left_out_then_dropped(tmp_path):
-    from experiments.run_directory import read_history_rows
+    from training.experiments.run_directory import read_history_rows
     path = tmp_path / "history.csv"
     path.write_text(HEADER + "0,1.0,1.1\r\n1,0.5,0.6\r\n2,0.4")  # a crash while writing
     header, rows, cut = read_history_rows(path)
@@ -61,8 +61,8 @@ def test_a_cut_short_last_history_line_is_left_out_then_dropped(tmp_path):
 ])
 def test_a_damaged_history_is_refused_naming_the_file(tmp_path, content, message):
     from gim_zoo.files import DamagedFileError
-    from experiments.run_directory import read_history_rows
-    from experiments.plots import read_history
+    from training.experiments.run_directory import read_history_rows
+    from training.experiments.plots import read_history
 
     path = tmp_path / "history.csv"
     path.write_bytes(content)
@@ -107,7 +107,7 @@ def test_a_damaged_sidecar_is_refused_naming_it(tmp_path, sidecar):
 
 
 def test_the_backup_folder_exists_before_the_first_epoch(tmp_path):
-    from experiments.run_directory import RunDirectory as Run
+    from training.experiments.run_directory import RunDirectory as Run
 
     run = Run(tmp_path / "r")
     backup = ResumableBackup(run.backup_dir)
@@ -178,7 +178,7 @@ def test_a_config_nothing_was_produced_under_does_not_block_the_corrected_comman
 
 
 def test_a_finetune_refused_after_its_config_was_written_can_be_corrected(tmp_path):
-    from experiments.rifle_finetuning import FinetuneConfig, finetune
+    from training.experiments.rifle_finetuning import FinetuneConfig, finetune
 
     bad = FinetuneConfig(out_dir=str(tmp_path / "run"), module=9, epochs=1,
                          labels_per_class=1, random_init=True, verbose=0)
@@ -197,8 +197,8 @@ def test_a_finetune_refused_after_its_config_was_written_can_be_corrected(tmp_pa
 ])
 def test_bad_config_values_are_one_line_errors_naming_the_file(tmp_path, saved, message):
     from gim_zoo.files import DamagedFileError
-    from experiments.image_probes import ProbeConfig, probe
-    from experiments.pretraining import TrainConfig
+    from training.experiments.image_probes import ProbeConfig, probe
+    from training.experiments.pretraining import TrainConfig
 
     run = RunDirectory(tmp_path / "r")
     run.path.mkdir()
@@ -270,7 +270,7 @@ def test_temporaries_of_a_killed_process_are_removed_at_the_next_start(tmp_path)
 
 @pytest.fixture(scope="module")
 def two_epoch_run(tmp_path_factory):
-    from experiments.pretraining import TrainConfig, train
+    from training.experiments.pretraining import TrainConfig, train
 
     out = tmp_path_factory.mktemp("runs") / "r"
     train(TrainConfig(out_dir=str(out), epochs=2, learning_rate=2e-4, **TINY))
@@ -286,8 +286,8 @@ def copy_of(run_dir, tmp_path):
 @pytest.mark.slow  # two in-process training runs
 def test_a_history_line_cut_short_by_a_crash_is_remade_and_the_run_completes(
         two_epoch_run, tmp_path):
-    from experiments.plots import read_history
-    from experiments.pretraining import TrainConfig, train
+    from training.experiments.plots import read_history
+    from training.experiments.pretraining import TrainConfig, train
 
     run_dir = copy_of(two_epoch_run, tmp_path)
     history = run_dir / "history.csv"
@@ -304,7 +304,7 @@ def test_a_history_line_cut_short_by_a_crash_is_remade_and_the_run_completes(
 @pytest.mark.slow  # in-process training runs
 def test_a_removed_config_is_rebuilt_from_the_backup_and_other_flags_are_refused(
         two_epoch_run, tmp_path):
-    from experiments.pretraining import TrainConfig, train
+    from training.experiments.pretraining import TrainConfig, train
 
     run_dir = copy_of(two_epoch_run, tmp_path)
     (run_dir / "config.json").unlink()

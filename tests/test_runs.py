@@ -9,7 +9,7 @@ import pytest
 
 from gim_zoo.callbacks import ResumableBackup
 from gim_zoo.files import atomic_write_json
-from experiments.run_directory import ConfigMismatchError, RunDirectory
+from training.experiments.run_directory import ConfigMismatchError, RunDirectory
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):

@@ -7,17 +7,17 @@ import json
 import pytest
 from absl import flags
 
-from experiments.flags import define_flags, help_for
+from training.experiments.flags import define_flags, help_for
 from tests.conftest import TINY_ENCODER
 
 
 def script_configs():
-    from experiments.speech_probes import AudioProbeConfig
-    from experiments.rifle_finetuning import FinetuneConfig
-    from experiments.lottery_rounds import LotteryConfig
-    from experiments.image_probes import ProbeConfig
-    from experiments.teleport_comparison import TeleportConfig
-    from experiments.pretraining import TrainConfig
+    from training.experiments.speech_probes import AudioProbeConfig
+    from training.experiments.rifle_finetuning import FinetuneConfig
+    from training.experiments.lottery_rounds import LotteryConfig
+    from training.experiments.image_probes import ProbeConfig
+    from training.experiments.teleport_comparison import TeleportConfig
+    from training.experiments.pretraining import TrainConfig
 
     # every config behind training/*.py's run_script
     return [TrainConfig, ProbeConfig, FinetuneConfig, LotteryConfig, AudioProbeConfig,
@@ -32,7 +32,7 @@ def test_every_flag_has_a_description(config_cls):
 
 
 def test_help_lists_the_scripts_own_flags():
-    from experiments.pretraining import TrainConfig
+    from training.experiments.pretraining import TrainConfig
 
     values = flags.FlagValues()
     define_flags(TrainConfig, module_name="training/train.py", flag_values=values)
@@ -47,7 +47,7 @@ def test_final_eval_is_limited_and_a_finished_run_is_not_redone(tmp_path, monkey
                                                                 capsys):
     import keras
 
-    from experiments.pretraining import TrainConfig, train
+    from training.experiments.pretraining import TrainConfig, train
 
     config = TrainConfig(
         model="gim-fmnist-resnet", out_dir=str(tmp_path / "run"), epochs=2, batch_size=32,

@@ -363,16 +363,11 @@ def test_unknown_and_imageless_tfds_datasets_are_refused(mock_tfds, text, messag
 
 def _train_config(out_dir, **kwargs):
     from tests.conftest import TINY_ENCODER  # noqa: F401  (the tiny sizes, as flags)
-    from experiments.pretraining import TrainConfig
+    from training.experiments.pretraining import TrainConfig
 
     return TrainConfig(model="gim-fmnist-resnet", out_dir=str(out_dir), stem_width=8,
                        widths="4,4,8", blocks="1,1,1", batch_size=4, epochs=1, verbose=0,
                        **kwargs)
-
-
-@pytest.fixture
-def training_path(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "training"))
 
 
 def _cmyk_folder(d):
@@ -398,9 +393,9 @@ BAD_TRAINING_SOURCES = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_TRAINING_SOURCES))
-def test_bad_sources_are_refused_before_the_run_directory_exists(case, tmp_path, training_path,
+def test_bad_sources_are_refused_before_the_run_directory_exists(case, tmp_path,
                                                                   mock_tfds):
-    from experiments.pretraining import train
+    from training.experiments.pretraining import train
 
     make, message = BAD_TRAINING_SOURCES[case]
     data = tmp_path / "data"
@@ -413,12 +408,12 @@ def test_bad_sources_are_refused_before_the_run_directory_exists(case, tmp_path,
     assert not (tmp_path / "run").exists()
 
 
-def test_a_probe_of_an_unlabelled_source_is_refused_before_writing(tmp_path, training_path):
+def test_a_probe_of_an_unlabelled_source_is_refused_before_writing(tmp_path):
     import json
 
     import keras
 
-    from experiments.image_probes import ProbeConfig, probe
+    from training.experiments.image_probes import ProbeConfig, probe
     from gim_zoo import registry
 
     run = tmp_path / "run"

@@ -80,7 +80,7 @@ def test_missing_corpus_names_the_command(tmp_path):
 
 
 def test_audio_probes_on_mfcc_and_a_random_encoder(corpus, tmp_path):
-    from experiments.speech_probes import AudioProbeConfig, mfcc_features, probe_audio
+    from training.experiments.speech_probes import AudioProbeConfig, mfcc_features, probe_audio
 
     assert mfcc_features(np.zeros((2, 3200), "float32")).shape == (2, 20, 13)
     mfcc = probe_audio(AudioProbeConfig(features="mfcc", crop_samples=8000, steps=300,
@@ -90,7 +90,7 @@ def test_audio_probes_on_mfcc_and_a_random_encoder(corpus, tmp_path):
     # 3 speakers, clean synthetic voices: MFCC means tell them apart
     assert mfcc["speaker_accuracy"] == 1.0
     assert 1 / len(read_manifest(corpus)["phones"]) < mfcc["phone_accuracy"] <= 1.0
-    from experiments.reports import audio_table
+    from training.experiments.reports import audio_table
 
     assert "| mfcc | 13 |" in audio_table([mfcc["path"]])
     with pytest.raises(ValueError, match="not an audio model"):
@@ -102,7 +102,7 @@ def test_audio_probes_on_mfcc_and_a_random_encoder(corpus, tmp_path):
 def test_supervised_audio_baseline_learns_phones(corpus, tmp_path):
     """supervised-espeak-audio: the encoder trained end-to-end on per-frame phones; the
     padded frames (label -1) weigh nothing, and accuracy rises above chance."""
-    from experiments.pretraining import TrainConfig, train
+    from training.experiments.pretraining import TrainConfig, train
 
     metrics = train(TrainConfig(model="supervised-espeak-audio", out_dir=str(tmp_path / "run"),
                                 data_dir=str(corpus), epochs=6, batch_size=4,

@@ -137,8 +137,8 @@ def test_gim_module_teleported_under_its_own_infonce_loss():
 
 @pytest.mark.slow
 def test_experiment_runs_both_arms_from_the_same_start(tmp_path):
-    from experiments import reports
-    from experiments.teleport_comparison import TeleportConfig, run_teleport_experiment
+    from training.experiments import reports
+    from training.experiments.teleport_comparison import TeleportConfig, run_teleport_experiment
 
     runs = {}
     for on in (True, False):
@@ -167,7 +167,7 @@ def test_experiment_runs_both_arms_from_the_same_start(tmp_path):
     ({"model": "supervised-fmnist-resnet"}, "Fashion-MNIST gim/cpc"),
 ])
 def test_experiment_refuses_bad_settings_before_writing_anything(tmp_path, bad, message):
-    from experiments.teleport_comparison import TeleportConfig, run_teleport_experiment
+    from training.experiments.teleport_comparison import TeleportConfig, run_teleport_experiment
 
     with pytest.raises(ValueError, match=message):
         run_teleport_experiment(TeleportConfig(out_dir=str(tmp_path / "run"), **bad))
@@ -195,7 +195,7 @@ def fmnist_like(n=512, seed=0):
 def test_gl_teleport_of_a_784_32_32_10_mlp_refuses_batch_width_and_fit_stays_finite():
     """Issue 16.12: GL(n) teleports on 32 examples of a 784-32-32-10 leaky-ReLU MLP were
     allowed, kept the batch loss within 1e-3 and sent SGD (0.05, batch 32) to NaN."""
-    from experiments.teleport_comparison import mlp as fmnist_mlp
+    from training.experiments.teleport_comparison import mlp as fmnist_mlp
 
     x, y = fmnist_like()
 
@@ -267,7 +267,7 @@ def test_gl_on_dense_layers_joined_by_separate_leaky_relu_layers():
 
 # --- the paper's regimes: teleport schedules, the ConvNet, the final sharpness -----------
 def test_teleport_schedule_takes_steps_and_ranges():
-    from experiments.teleport_comparison import parse_schedule
+    from training.experiments.teleport_comparison import parse_schedule
 
     assert parse_schedule("0,50,100") == [0, 50, 100]
     assert parse_schedule("0:471:157") == [0, 157, 314]
@@ -283,14 +283,14 @@ def test_teleport_schedule_takes_steps_and_ranges():
     ("-5", "count steps of the run from 0"),
 ])
 def test_teleport_schedule_refuses_bad_text(text, message):
-    from experiments.teleport_comparison import parse_schedule
+    from training.experiments.teleport_comparison import parse_schedule
 
     with pytest.raises(ValueError, match=message):
         parse_schedule(text)
 
 
 def test_measured_sharpness_is_repeatable_grows_with_rho_and_leaves_the_weights():
-    from experiments.teleport_comparison import convnet, measured_sharpness
+    from training.experiments.teleport_comparison import convnet, measured_sharpness
 
     model = convnet(width=32, seed=0)
     model.compile(keras.optimizers.SGD(0.05),
@@ -308,7 +308,7 @@ def test_measured_sharpness_is_repeatable_grows_with_rho_and_leaves_the_weights(
 
 
 def test_convnet_sharpness_arms_record_the_final_sharpness(tmp_path):
-    from experiments.teleport_comparison import TeleportConfig, run_teleport_experiment
+    from training.experiments.teleport_comparison import TeleportConfig, run_teleport_experiment
 
     runs = {}
     for arm in ("plain", "sharpness_min"):
@@ -331,7 +331,7 @@ def test_convnet_sharpness_arms_record_the_final_sharpness(tmp_path):
 
 
 def test_adaptive_sharpness_ignores_a_rescaling_that_changes_the_plain_one():
-    from experiments.teleport_comparison import convnet, measured_sharpness
+    from training.experiments.teleport_comparison import convnet, measured_sharpness
 
     model = convnet(width=32, seed=0)
     model.compile(keras.optimizers.SGD(0.05),
@@ -364,7 +364,7 @@ def test_adaptive_sharpness_ignores_a_rescaling_that_changes_the_plain_one():
     ({"sharpness_examples": -1}, "sharpness_examples >= 0"),
 ])
 def test_new_options_refuse_bad_settings_before_writing_anything(tmp_path, bad, message):
-    from experiments.teleport_comparison import TeleportConfig, run_teleport_experiment
+    from training.experiments.teleport_comparison import TeleportConfig, run_teleport_experiment
 
     with pytest.raises(ValueError, match=message):
         run_teleport_experiment(TeleportConfig(out_dir=str(tmp_path / "run"), **bad))

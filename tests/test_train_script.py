@@ -70,7 +70,7 @@ def test_probe_on_a_small_label_budget(trained_run):
 
 
 def test_probe_rerun_reuses_results_of_the_same_weights_and_settings(trained_run):
-    from experiments.image_probes import ProbeConfig, probe  # in-process: no TF start-up
+    from training.experiments.image_probes import ProbeConfig, probe  # in-process: no TF start-up
 
     config = dict(run_dir=str(trained_run), labels_per_class="20,5", steps=300, verbose=0)
     first = (trained_run / "probes" / "labels20-module3-pool3-seed0.json").read_text()

@@ -1,7 +1,6 @@
 """Issue 31, bad cases 1-2: nothing a user owns is deleted or replaced (packaging and
 export targets), and weights are matched by name and shape, never partly by position."""
 
-import json
 import os
 import shutil
 import sys
@@ -39,7 +38,7 @@ def run_dir(tmp_path, tiny_encoder):
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_packaging_refuses_the_run_directory_its_inside_and_its_parents(
         tmp_path, run_dir, monkeypatch, where, overwrite):
-    from experiments.packaging import package_run
+    from training.experiments.packaging import package_run
 
     monkeypatch.chdir(tmp_path / "runs")
     out = {"the run": run_dir, "inside the run": run_dir / "model", "runs": tmp_path / "runs",
@@ -52,7 +51,7 @@ def test_packaging_refuses_the_run_directory_its_inside_and_its_parents(
 
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_packaging_refuses_a_users_folder(tmp_path, run_dir, overwrite):
-    from experiments.packaging import package_run
+    from training.experiments.packaging import package_run
 
     thesis = tmp_path / "thesis"
     (thesis / "src").mkdir(parents=True)
@@ -65,7 +64,7 @@ def test_packaging_refuses_a_users_folder(tmp_path, run_dir, overwrite):
 
 
 def test_packaging_replaces_its_own_model_folder_only_with_overwrite(tmp_path, run_dir):
-    from experiments.packaging import package_run
+    from training.experiments.packaging import package_run
 
     out = tmp_path / "models" / NAME
     package_run(NAME, run_dir, out)
@@ -92,7 +91,7 @@ def test_packaging_replaces_its_own_model_folder_only_with_overwrite(tmp_path, r
 
 
 def test_an_empty_folder_is_a_fine_target(tmp_path, run_dir):
-    from experiments.packaging import package_run
+    from training.experiments.packaging import package_run
 
     out = tmp_path / "empty"
     out.mkdir()
@@ -109,7 +108,7 @@ def test_package_script_refuses_its_run_directory_and_a_users_folder(tmp_path, r
     before = listing(tmp_path)
     for out in (run_dir, mine, tmp_path / "runs"):
         for extra in ((), ("--overwrite",)):
-            proc = subprocs.run([sys.executable, "export/package.py", f"--model={NAME}",
+            proc = subprocs.run([sys.executable, "training/package.py", f"--model={NAME}",
                                  f"--run_dir={run_dir}", f"--out_dir={out}", *extra],
                                 check=False, env=env, cwd=ROOT)
             assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
@@ -178,7 +177,7 @@ def test_empty_weights_argument_is_not_the_current_folder(tmp_path, monkeypatch)
 
 
 def test_init_from_a_run_of_another_architecture_is_refused(tmp_path, tiny_encoder):
-    from experiments.pretraining import TrainConfig, train
+    from training.experiments.pretraining import TrainConfig, train
     from tests.test_robustness import TINY_CONFIG
 
     other = tmp_path / "other"

@@ -243,7 +243,7 @@ EOF
     return 0
   fi
   local before=${#FAILED[@]}
-  job "package $dir round $round" "$PY" export/package.py --model=gim-fmnist-resnet-ticket \
+  job "package $dir round $round" "$PY" training/package.py --model=gim-fmnist-resnet-ticket \
     --ticket_dir="$dir" --round="$round" --note="$note"
   job "ticket export sizes and latencies" "$PY" benchmarks/ticket_export.py \
     --ticket_dir="$dir" --round="$round" --out=docs/ticket_export_gim60k.md

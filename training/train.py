@@ -18,6 +18,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from gim_zoo.allocator import reuse_freed_memory  # noqa: E402
+
+reuse_freed_memory()  # before TensorFlow starts its threads (docs/training.md)
+
 from experiments.flags import run_script  # noqa: E402
 from experiments.pretraining import TrainConfig, train  # noqa: E402
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from gim_zoo.files import DamagedFileError, read_json_object
 from gim_zoo.lottery.masks import PruningMasks
 from gim_zoo.lottery.networks import build_network
+from gim_zoo.run_layout import RunLayout
 
 
 def masks_path(run_dir, r):
@@ -44,7 +45,7 @@ def completed_rounds(run_dir):
 
 def read_round_metrics(run_dir):
     """Every finished round's metrics (rounds/roundNN.json), round 0 first."""
-    recover = (f"restore it from a copy, or delete it: re-running the run's lottery.py "
+    recover = ("restore it from a copy, or delete it: re-running the run's lottery.py "
                "command trains that round again")
     return [read_json_object(round_metrics_path(run_dir, r), recover)
             for r in range(completed_rounds(run_dir))]
@@ -61,7 +62,7 @@ def read_round_masks(masks, run_dir, r):
 def ticket_config(run_dir):
     """The settings the run was started with (LotteryConfig of training/lottery.py, as a
     dict): `network`, `seed`, `rounds`, ..."""
-    path = Path(run_dir) / "config.json"
+    path = RunLayout(run_dir).config_path
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
     recover = f"restore it from a copy (or delete {run_dir} to start the run over)"

@@ -20,7 +20,7 @@ or unreadable manifest is an installation error (reinstall), not "not published"
 
 Where a model is published is data, not code: its manifest entry is
 {"files": {file: sha256}, "hub_repo": repo or null, "revision": commit or null}, written by
-`pin` (export/package.py) and `record_publication` (export/publish.py), never by hand.
+`pin` (training/package.py) and `record_publication` (export/publish.py), never by hand.
 
 This package module holds the layout, the errors, the manifest, the pins and resolution;
 `presets.folder` writes and reads a folder (Keras safe mode, encoder class and

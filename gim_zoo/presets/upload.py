@@ -16,7 +16,7 @@ from gim_zoo.presets import (METADATA_FILE, REQUIRED_FILES, IntegrityError, Publ
 
 def _listed_files(folder):
     """metadata.json's recorded files (name -> sha256), each a plain name inside."""
-    build = "build the folder with export/package.py"
+    build = "build the folder with training/package.py"
     try:
         recorded = folder_pins(folder)
     except IntegrityError as e:
@@ -72,7 +72,7 @@ def _checked_contents(folder):
         raise PublishError(
             f"{folder} lacks {', '.join(missing)}: a published model needs its card "
             "(README.md) and measured metrics (metrics.json); build the folder with "
-            "export/package.py")
+            "training/package.py")
     recorded = _listed_files(folder)
     unpinned = sorted(set(REQUIRED_FILES) - set(recorded) - {METADATA_FILE})
     if unpinned:
@@ -86,7 +86,7 @@ def _checked_contents(folder):
             raise PublishError(
                 f"{folder / name} failed its integrity check: its sha256 is not the one "
                 f"metadata.json records ({want[:12]}...); rebuild the folder with "
-                "export/package.py")
+                "training/package.py")
         contents.append((name, data))
     return contents
 

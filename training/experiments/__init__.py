@@ -1,13 +1,10 @@
 """The experiments behind the zoo: drivers, reports, plots and flag plumbing.
 
 The scripts next to this package (`training/train.py`, `probe.py`, ...) are thin absl
-entry points into these modules. `gim_zoo` (the library) never imports from here.
+entry points into these modules; the modules import each other relatively, so the
+package is `experiments` to the scripts (their own folder is on the path) and
+`training.experiments` to the tests. `gim_zoo` (the library) never imports from here.
 
-Importing the package sets the process's malloc to reuse freed memory
-(`gim_zoo.allocator`), before TensorFlow is imported: every driver trains or encodes
-large batches, whose per-step tensors otherwise cost page faults that grow with the batch.
+Importing it does nothing else: the scripts that train or encode set the process's
+malloc (`gim_zoo.allocator.reuse_freed_memory`) themselves, first thing.
 """
-
-from gim_zoo.allocator import reuse_freed_memory
-
-reuse_freed_memory()

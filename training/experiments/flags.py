@@ -10,7 +10,7 @@ with native_logs_captured():  # TensorFlow's import-time CUDA probing, noise on 
     import tensorflow  # noqa: F401  (every script needs it; imported here, hushed)
     from gim_zoo.data import DatasetNotFoundError
 from gim_zoo.registry import UnknownModelError
-from experiments.run_directory import ConfigMismatchError
+from .run_directory import ConfigMismatchError
 
 # Errors caused by the command line or the machine, reported as one line (no traceback).
 # OSError: read-only or full disks, a file where a folder should be (the message names

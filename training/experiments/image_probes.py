@@ -18,9 +18,10 @@ from gim_zoo.data.sources import image_source
 from gim_zoo.models.probe import balanced_subset, encode, probe_from_features
 from gim_zoo.files import atomic_write_json, sha256_of
 from gim_zoo.presets import load_weights_checked
+from gim_zoo.run_layout import RunLayout
 from gim_zoo.validation import check_config, integer, number
-from experiments.run_directory import RunDirectory
-from experiments.pretraining import TrainConfig
+from .run_directory import RunDirectory
+from .pretraining import TrainConfig
 
 
 @dataclasses.dataclass
@@ -116,7 +117,7 @@ def load_encoder(config):
             "and written its weights yet (re-run its train.py command to resume it)")
     encoder = spec.build_encoder(**train_config.encoder_overrides())
     load_weights_checked(encoder, run.encoder_weights_path)
-    return (encoder, spec, train_config, Path(config.out_dir or run.path / "probes"),
+    return (encoder, spec, train_config, Path(config.out_dir or run.probes_dir),
             f"sha256:{sha256_of(run.encoder_weights_path)}")
 
 
@@ -138,7 +139,8 @@ def _ticket_encoder(config):
                          f"(0..{done - 1}), got {config.round}")
     model, _ = load_ticket(config.ticket_dir, config.round)
     weights = trained_weights_path(config.ticket_dir, config.round)
-    out_dir = Path(config.out_dir or Path(config.ticket_dir) / "probes" / f"round{config.round:02d}")
+    out_dir = Path(config.out_dir or RunLayout(config.ticket_dir).probes_dir
+                   / f"round{config.round:02d}")
     return (model.encoder, registry.get(network), None, out_dir,
             f"sha256:{sha256_of(weights)}")
 

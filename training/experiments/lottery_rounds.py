@@ -30,7 +30,7 @@ from gim_zoo.lottery.tickets import (completed_rounds, masks_path, read_round_ma
                                      round_metrics_path, trained_weights_path)
 from gim_zoo.models.probe import balanced_subset, fit_linear_probe
 from gim_zoo.validation import check_config, integer, number, rate
-from experiments.run_directory import RunDirectory
+from .run_directory import RunDirectory
 
 CONTROLS = ("", "random_reinit", "random_prune")
 

@@ -1,4 +1,4 @@
-"""Turn a finished training run into a zoo model folder (what export/package.py runs).
+"""Turn a finished training run into a zoo model folder (what training/package.py runs).
 
 Collects the run's encoder, its metrics.json and its probe results, exports TFLite (fp32
 and int8), renders the model card, writes the folder atomically and pins every file's
@@ -15,9 +15,10 @@ from gim_zoo import presets, registry
 from gim_zoo.exporting import export_tflite
 from gim_zoo.files import OutputExistsError, atomic_write_text, read_json_object, sha256_of
 from gim_zoo.presets import check_model_folder_target, load_weights_checked, write_model_folder
-from experiments.run_directory import RunDirectory
-from experiments import model_cards
-from experiments.pretraining import TrainConfig
+from gim_zoo.run_layout import RunLayout
+from .run_directory import RunDirectory
+from . import model_cards
+from .pretraining import TrainConfig
 
 
 def non_default_flags(config):
@@ -134,8 +135,8 @@ def run_metrics(run_dir, module=None, pool_to=1, note="", random_init_probes=Non
     records = [job_record(c, t) for _, c, t in jobs]
     weights = RunDirectory(run_dir).encoder_weights_path
     spec = registry.get(config.model)
-    probed = _probed_dataset(Path(run_dir) / "probes", config, spec)
-    probes = read_probes(Path(run_dir) / "probes", module or 3, pool_to, weights, probed)
+    probed = _probed_dataset(RunLayout(run_dir).probes_dir, config, spec)
+    probes = read_probes(RunLayout(run_dir).probes_dir, module or 3, pool_to, weights, probed)
     baseline = (read_probes(random_init_probes, module or 3, pool_to, dataset=probed)
                 if random_init_probes else {})
     training = {
@@ -152,7 +153,7 @@ def run_metrics(run_dir, module=None, pool_to=1, note="", random_init_probes=Non
                         train_seconds=round(sum(r["train_seconds"] for r in records), 1),
                         jobs=records)
     # the paper's global pooling too, where the run was probed that way
-    global_pool = (read_probes(Path(run_dir) / "probes", module or 3, 1, weights, probed)
+    global_pool = (read_probes(RunLayout(run_dir).probes_dir, module or 3, 1, weights, probed)
                    if pool_to != 1 else {})
     global_baseline = (read_probes(random_init_probes, module or 3, 1, dataset=probed)
                        if global_pool and random_init_probes else {})
@@ -203,7 +204,7 @@ def audio_run_metrics(run_dir, seed=0, spec=None, note="", random_init_probes=No
     metrics = run_metrics(run_dir, note=note)
     metrics["training"]["dataset_note"] = (
         "synthetic speech: the espeak-ng corpus of training/make_speech_corpus.py")
-    metrics["linear_probe"] = read_audio_probes(Path(run_dir) / "probes", seed)
+    metrics["linear_probe"] = read_audio_probes(RunLayout(run_dir).probes_dir, seed)
     if random_init_probes:
         metrics["random_init_linear_probe"] = read_audio_probes(random_init_probes, seed)
     else:
@@ -281,7 +282,7 @@ def ticket_command(spec, ticket_dir, seed, round_index=None):
         return spec.training_command(seed)
     chosen = "" if round_index is None else f" --round={round_index}"
     return (f"SEED={match[2]} EXPERIMENTS={match[1]} bash training/lth_results.sh && "
-            f"python export/package.py --model={spec.name} --ticket_dir={ticket_dir}{chosen}")
+            f"python training/package.py --model={spec.name} --ticket_dir={ticket_dir}{chosen}")
 
 
 def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=None,
@@ -290,8 +291,8 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
     the encoder as trained in the chosen round, pruned weights exactly zero. folder and
     overwrite as package_run's."""
     from gim_zoo.lottery import load_ticket
-    from experiments.lottery_rounds import LotteryConfig, choose_round
-    from experiments.reports import read_rounds
+    from .lottery_rounds import LotteryConfig, choose_round
+    from .reports import read_rounds
 
     spec = registry.get(name)
     check_out_dir(folder, ticket_dir, overwrite)

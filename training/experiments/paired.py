@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.plots import plt, save_figure
+from gim_zoo.run_layout import RunLayout
+from .plots import plt, save_figure
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -66,7 +67,7 @@ def interval_cells(p, fmt=".2f", signed=True):
 def _read_metrics(run_dirs, required):
     found = []
     for d in run_dirs:
-        path = Path(d) / "metrics.json"
+        path = RunLayout(d).metrics_path
         if path.exists():
             m = json.loads(path.read_text())
             if required in m:
@@ -98,7 +99,7 @@ RIFLE_ORDER = ("plain", "rifle1", "rifle2", "rifle3", "rifle3-cyclic", "rifle3-r
 def rifle_target(m):
     """A fine-tuning run's target, e.g. 'fashion_mnist 10% (6000 labels)' (the share of the
     target's labelled images, where the target says how many it has)."""
-    from experiments.rifle_finetuning import FinetuneConfig, TARGETS
+    from .rifle_finetuning import FinetuneConfig, TARGETS
 
     target = m.get("target", FinetuneConfig.target)
     known = TARGETS.get(target)
@@ -177,7 +178,7 @@ def teleport_regime(run_dir):
     """A run's training regime, e.g. '10000 images x 20 epochs', from its config.json:
     a teleport arm is compared with the plain run of the same regime only ('' without a
     config.json)."""
-    path = Path(run_dir) / "config.json"
+    path = RunLayout(run_dir).config_path
     if not path.exists():
         return ""
     config = json.loads(path.read_text())
@@ -297,7 +298,7 @@ def ticket_results(runs):
     results = {}
     for label, dirs in runs.items():
         for d in dirs:
-            if (Path(d) / "config.json").exists():
+            if RunLayout(d).config_path.exists():
                 rounds = read_round_metrics(d)
                 if rounds:
                     results.setdefault(label, {})[ticket_config(d).get("seed", 0)] = rounds
@@ -311,7 +312,7 @@ def ticket_probes(ticket_dirs):
 
     found = {}
     for d in ticket_dirs:
-        if not (Path(d) / "config.json").exists():
+        if not RunLayout(d).config_path.exists():
             continue
         seed = ticket_config(d).get("seed", 0)
         for path in sorted(Path(d).glob("probes/round*/labelsall-*.json")):
@@ -371,7 +372,7 @@ def choose_ticket(ticket_dirs, max_remaining=0.15, tolerance=1.0, min_probe_seed
 
     best = None
     for d in ticket_dirs:
-        if not (Path(d) / "config.json").exists():
+        if not RunLayout(d).config_path.exists():
             continue
         rounds = read_round_metrics(d)
         by_round = ticket_probes([d]).get(ticket_config(d).get("seed", 0), {})

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from gim_zoo.files import atomic_path  # noqa: E402
-from experiments.run_directory import read_history_rows  # noqa: E402
+from .run_directory import read_history_rows  # noqa: E402
 
 
 def read_history(path):

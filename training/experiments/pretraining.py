@@ -21,8 +21,8 @@ from gim_zoo.validation import check_int
 from gim_zoo.precision import check_policy, policy_scope
 from gim_zoo.models.probe import balanced_subset
 from gim_zoo.callbacks.backup import ResumableBackup, save_weights_as_worker
-from experiments.plots import plot_loss_curves
-from experiments.run_directory import EpochTimer, RunDirectory, SelfKill
+from .plots import plot_loss_curves
+from .run_directory import EpochTimer, RunDirectory, SelfKill
 
 STRATEGIES = ("", "mirrored", "multi_worker")
 
@@ -278,7 +278,7 @@ def steps_per_execution(config, steps_per_epoch):
 
 
 def _history_seconds(history_csv):
-    from experiments.plots import read_history
+    from .plots import read_history
 
     if not os.path.exists(history_csv):
         return 0.0
@@ -607,7 +607,7 @@ def _fit(config, spec, run, model, train_ds, val_ds, test_ds, train_examples,
 
 
 def _epochs_in_history(run):
-    from experiments.plots import read_history
+    from .plots import read_history
 
     if not os.path.exists(run.history_path):
         return 0

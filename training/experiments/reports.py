@@ -7,7 +7,8 @@ README tables are generated, never typed.
 from pathlib import Path
 
 from gim_zoo.files import read_json_object
-from experiments.plots import plt, save_figure, style_axes
+from gim_zoo.run_layout import RunLayout
+from .plots import plt, save_figure, style_axes
 
 BUDGETS = (("60", "1% (60/class)"), ("600", "10% (600/class)"), ("all", "100%"))
 
@@ -42,7 +43,7 @@ def collect(runs_root, seed=0, pool_to=3):
     supervised = {}
     for budget, _ in BUDGETS:
         suffix = "" if budget == "all" else f"-labels{budget}"
-        metrics = root / f"supervised-fmnist-resnet{suffix}-seed{seed}" / "metrics.json"
+        metrics = RunLayout(root / f"supervised-fmnist-resnet{suffix}-seed{seed}").metrics_path
         if metrics.exists():
             supervised[budget] = read_json_object(metrics).get("test_accuracy")
     if supervised:
@@ -99,7 +100,7 @@ def training_table(runs_root, seed=0):
     lines = ["| run | epochs | train time (s) | examples | final test loss / accuracy |",
              "|---|---:|---:|---:|---|"]
     for run_dir in sorted(Path(runs_root).glob(f"*-seed{seed}")):
-        metrics_path = run_dir / "metrics.json"
+        metrics_path = RunLayout(run_dir).metrics_path
         if not metrics_path.exists():
             continue
         m = read_json_object(metrics_path)
@@ -221,7 +222,7 @@ def finetune_results(run_dirs):
     """{variant: [metrics of each seed's finished run]} from training/finetune.py runs."""
     results = {}
     for d in run_dirs:
-        path = Path(d) / "metrics.json"
+        path = RunLayout(d).metrics_path
         if path.exists():
             m = read_json_object(path)
             results.setdefault(m["variant"], []).append({**m, "run_dir": str(d)})
@@ -255,7 +256,7 @@ def plot_finetune(results, out_path, title=""):
     (RIFLE's re-inits show as drops)."""
     import numpy as np
 
-    from experiments.plots import read_history
+    from .plots import read_history
 
     fig, (acc_ax, move_ax, curve_ax) = plt.subplots(1, 3, figsize=(15, 4))
     for i, (variant, runs) in enumerate(results.items()):
@@ -267,7 +268,7 @@ def plot_finetune(results, out_path, title=""):
         move_ax.errorbar(modules, moved.mean(0), yerr=moved.std(0), marker="o", capsize=3,
                          label=variant)
         first = min(runs, key=lambda m: m["seed"])
-        history = Path(first["run_dir"]) / "history.csv"
+        history = RunLayout(first["run_dir"]).history_path
         if history.exists():
             columns = read_history(history)
             curve_ax.plot(np.array(columns["epoch"]) + 1, 100 * np.array(columns["accuracy"]),
@@ -298,7 +299,7 @@ def teleport_results(run_dirs):
     training/teleport.py runs that finished."""
     results = {}
     for d in run_dirs:
-        path = Path(d) / "metrics.json"
+        path = RunLayout(d).metrics_path
         if path.exists():
             m = read_json_object(path)
             if "final_subset_loss" in m:

@@ -37,7 +37,7 @@ from gim_zoo.data.digits import digits_split
 from gim_zoo.data.pipelines import corrupt_images_named, eval_pipeline
 from gim_zoo.data.sources import FASHION_MNIST, image_source
 from gim_zoo.validation import check_config, integer, number
-from experiments.run_directory import EpochTimer, RunDirectory, SelfKill
+from .run_directory import EpochTimer, RunDirectory, SelfKill
 
 OPTIMIZERS = ("adam", "sgd")
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import keras
 
+from gim_zoo.run_layout import RunLayout
 from gim_zoo.validation import check_config
 from gim_zoo.callbacks.backup import BackupError, ResumableBackup
 from gim_zoo.files import (DamagedFileError, atomic_write_json, atomic_write_text,
@@ -99,18 +100,9 @@ def _history_epochs(path):
     return len({int(row["epoch"]) for row in read_history_rows(path)[1]})
 
 
-class RunDirectory:
-    def __init__(self, path):
-        self.path = Path(path)
-        self.config_path = self.path / "config.json"
-        self.metrics_path = self.path / "metrics.json"
-        self.backup_dir = self.path / "backup"
-        self.logs_dir = self.path / "logs"
-        self.history_path = self.path / "history.csv"
-        self.weights_path = self.path / "model.weights.h5"
-        self.encoder_weights_path = self.path / "encoder.weights.h5"
-        self.loss_plot_path = self.path / "loss_curves.png"
-        self.lock_path = self.path / "run.lock"
+class RunDirectory(RunLayout):
+    """A run directory's behaviour (lock, config checks, repairs); its file names are
+    gim_zoo.run_layout.RunLayout's."""
 
     def has_results(self):
         """Whether the directory holds anything a run produced (history, backup, logs,
@@ -118,7 +110,7 @@ class RunDirectory:
         if not self.path.is_dir():
             return False
         for path in self.path.rglob("*"):
-            if path.is_file() and path.name not in ("config.json", "run.lock") \
+            if path.is_file() and path.name not in (self.CONFIG, self.LOCK) \
                     and not path.name.startswith(".tmp-"):
                 return True
         return False

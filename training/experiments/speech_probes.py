@@ -142,7 +142,7 @@ def probe_audio(config):
 
 def _encoder(config):
     """(encoder, source name, output folder), through the image probe's run loader."""
-    from experiments.image_probes import ProbeConfig, load_encoder
+    from .image_probes import ProbeConfig, load_encoder
 
     encoder, spec, _, out_dir, _ = load_encoder(ProbeConfig(
         run_dir=config.run_dir, model=config.model, random_init=not config.run_dir,

@@ -30,7 +30,7 @@ from gim_zoo.data.sources import FASHION_MNIST
 from gim_zoo.files import atomic_save_weights
 from gim_zoo.teleport import GROUPS, OBJECTIVES, OPTIMIZER_STATES, SymmetryTeleport
 from gim_zoo.validation import check_config, integer, number
-from experiments.run_directory import EpochTimer, RunDirectory
+from .run_directory import EpochTimer, RunDirectory
 
 OPTIMIZERS = {  # name -> (class, default learning rate)
     "sgd": (keras.optimizers.SGD, 0.05),
