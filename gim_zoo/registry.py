@@ -68,7 +68,7 @@ AUDIO_CPC_OBJECTIVE = dict(prediction_steps=12, negatives=10, skip=0, isolate=Fa
 
 
 # The InfoNCE settings of each objective, per modality (supervised models have none).
-OBJECTIVES = {
+INFONCE_SETTINGS = {
     "image": {"gim": GIM_OBJECTIVE, "loco": LOCO_OBJECTIVE, "gim4dir": GIM_4DIR_OBJECTIVE,
               "cpc": CPC_OBJECTIVE},
     "audio": {"gim": AUDIO_GIM_OBJECTIVE, "cpc": AUDIO_CPC_OBJECTIVE},
@@ -160,7 +160,7 @@ class ModelSpec:
 
     @property
     def infonce(self):
-        return OBJECTIVES[self.modality.name].get(self.objective)
+        return INFONCE_SETTINGS[self.modality.name].get(self.objective)
 
     def build_encoder(self, **overrides):
         encoder_class = self.modality.encoder_class()

@@ -102,3 +102,24 @@ def test_gitignore_keeps_a_runs_record_and_leaves_out_its_working_files():
         ["git", "ls-files", "-ci", "--exclude-standard", "runs"], cwd=LIBRARY.parent,
         capture_output=True, text=True).stdout.split()
     assert tracked_but_ignored == []
+
+
+def public_definitions():
+    """{name: [files]} of the module-level public functions and classes in gim_zoo/ and
+    training/experiments/."""
+    found = {}
+    for folder in (LIBRARY, LIBRARY.parent / "training" / "experiments"):
+        for path in sorted(folder.rglob("*.py")):
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and \
+                        not node.name.startswith("_") and node.name != "main":
+                    found.setdefault(node.name, []).append(
+                        str(path.relative_to(LIBRARY.parent)))
+    return found
+
+
+def test_no_two_public_functions_or_classes_share_a_name():
+    """One name, one meaning: two `encode`s or two `read_manifest`s of different meanings
+    read as one thing (a script's `main` is the only name allowed twice)."""
+    assert {name: files for name, files in public_definitions().items()
+            if len(files) > 1} == {}

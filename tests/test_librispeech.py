@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gim_zoo.data import DatasetNotFoundError
-from gim_zoo.data.librispeech import (FETCH_COMMAND, frame_labels, load_librispeech,
+from gim_zoo.data.librispeech import (FETCH_COMMAND, aligned_frame_labels, load_librispeech,
                                       read_alignments, to_arrays)
 
 
@@ -32,9 +32,9 @@ def test_alignment_file_is_parsed_and_refused_by_line(tmp_path):
 
 
 def test_frame_labels_follow_the_audio_length():
-    assert frame_labels(np.array([1, 2, 3]), 5 * 160).tolist() == [1, 2, 3, -1, -1]
-    assert frame_labels(np.array([1, 2, 3, 4]), 2 * 160 + 100).tolist() == [1, 2]
-    assert frame_labels(None, 320).tolist() == [-1, -1]
+    assert aligned_frame_labels(np.array([1, 2, 3]), 5 * 160).tolist() == [1, 2, 3, -1, -1]
+    assert aligned_frame_labels(np.array([1, 2, 3, 4]), 2 * 160 + 100).tolist() == [1, 2]
+    assert aligned_frame_labels(None, 320).tolist() == [-1, -1]
 
 
 def test_speakers_are_split_by_utterance_with_their_alignments():

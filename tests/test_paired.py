@@ -81,8 +81,8 @@ def test_teleport_table_pairs_arms_with_no_teleport(tmp_path):
         fake_teleport(root, "mlp", "adam", "plain", seed, steps_to_target=200)
         fake_teleport(root, "mlp", "adam", "teleport", seed,
                       steps_to_target=None if seed == 2 else 150)
-    results = paired.teleport_results(sorted(root.glob("*")))
-    table = paired.teleport_table(results)
+    results = paired.teleport_pairs(sorted(root.glob("*")))
+    table = paired.teleport_pairs_table(results)
     assert ("| mlp |  | sgd | teleport-sharpness_min | test top-1 (points) | 3 | +0.50, +1.00, "
             "+1.50 | +1.00 | -0.24 to +2.24 |") in table
     assert "| mlp |  | sgd | teleport-sharpness_min | final sharpness | 3 |" in table
@@ -94,7 +94,7 @@ def test_teleport_table_pairs_arms_with_no_teleport(tmp_path):
     headline = paired.teleport_headline(results)
     assert "mlp sgd teleport-sharpness_min: test top-1 (points) +1.00" in headline
     assert "mlp adam teleport: steps to target loss -50" in headline
-    assert paired.plot_teleport(results, tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+    assert paired.plot_teleport_pairs(results, tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_teleport_arms_pair_only_with_the_plain_run_of_their_regime(tmp_path):
@@ -106,10 +106,10 @@ def test_teleport_arms_pair_only_with_the_plain_run_of_their_regime(tmp_path):
                   {"model": "mlp", "optimizer": "sgd", "epochs": epochs,
                    "train_examples": 10000, "teleport": arm != "plain", "at_steps": "0",
                    "out_dir": f"{regime}/{arm}", "seed": 0})
-    results = paired.teleport_results(sorted(tmp_path.glob("*/*")))
+    results = paired.teleport_pairs(sorted(tmp_path.glob("*/*")))
     assert sorted(results) == [("mlp", "sgd", "10000 images x 20 epochs"),
                                ("mlp", "sgd", "10000 images x 5 epochs")]
-    table = paired.teleport_table(results)
+    table = paired.teleport_pairs_table(results)
     for regime in ("20 epochs", "5 epochs"):  # +1 point each, not 80 vs 70
         assert (f"| mlp | 10000 images x {regime} | sgd | teleport | test top-1 (points) | 1 "
                 "| +1.00 |") in table
@@ -144,14 +144,14 @@ def test_ticket_table_pairs_rounds_with_dense_and_controls(tmp_path):
     results = paired.ticket_results(runs)
     probes = paired.ticket_probes(runs["ticket"])
     assert probes[0][2] == pytest.approx([87.5, 88.0, 88.0])
-    table = paired.ticket_table(results, probes)
+    table = paired.ticket_pairs_table(results, probes)
     assert "| 3 | 8.0% | 78.00 | minus dense (round 0) | -1.50, -2.50 | -2.00 |" in table
     assert "| | | | minus random re-init | +4.50, +3.50 | +4.00 |" in table
     assert "| 2 | 12.0% | 0 | 3 | 87.83 | -0.50 |" in table
     headline = paired.ticket_headline(results, probes)
     assert headline.startswith("at 8.0% of the weights (round 3, 2 seeds) the ticket scores "
                                "78.00%, -2.00 points vs dense, +4.00 points vs random re-init")
-    assert paired.plot_tickets(results, tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"
+    assert paired.plot_ticket_pairs(results, tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_choose_ticket_is_the_sparsest_round_within_a_point_on_three_probe_seeds(tmp_path):

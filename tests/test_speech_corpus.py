@@ -8,7 +8,7 @@ import pytest
 
 from gim_zoo.data import DatasetNotFoundError
 from gim_zoo.data.speech_corpus import (crops_dataset, frame_labels, make_corpus, read_split,
-                                        read_manifest, split_utterances)
+                                        read_corpus_manifest, split_utterances)
 
 pytestmark = pytest.mark.skipif(
     not (ctypes.util.find_library("espeak-ng") or ctypes.util.find_library("espeak-ng.so.1")),
@@ -40,7 +40,7 @@ def test_generation_is_deterministic(corpus, tmp_path):
 
 
 def test_segments_cover_the_audio_and_silence_is_quiet(corpus):
-    manifest = read_manifest(corpus)
+    manifest = read_corpus_manifest(corpus)
     assert manifest["synthetic"] and manifest["sample_rate"] == 16000
     silence = manifest["phones"].index("sil")
     audio, _, _ = read_split(corpus, "train")
@@ -59,7 +59,7 @@ def test_segments_cover_the_audio_and_silence_is_quiet(corpus):
 
 
 def test_splits_and_crops(corpus):
-    manifest = read_manifest(corpus)
+    manifest = read_corpus_manifest(corpus)
     train, test = split_utterances(manifest, "train"), split_utterances(manifest, "test")
     assert len(train) == 12 and len(test) == 3
     assert {u["id"] for u in train}.isdisjoint(u["id"] for u in test)
@@ -76,7 +76,7 @@ def test_splits_and_crops(corpus):
 
 def test_missing_corpus_names_the_command(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="make_speech_corpus.py --out_dir="):
-        read_manifest(tmp_path / "nothing")
+        read_corpus_manifest(tmp_path / "nothing")
 
 
 def test_audio_probes_on_mfcc_and_a_random_encoder(corpus, tmp_path):
@@ -89,7 +89,7 @@ def test_audio_probes_on_mfcc_and_a_random_encoder(corpus, tmp_path):
     assert mfcc["synthetic_speech"] and (tmp_path / "audio-mfcc-seed0.json").exists()
     # 3 speakers, clean synthetic voices: MFCC means tell them apart
     assert mfcc["speaker_accuracy"] == 1.0
-    assert 1 / len(read_manifest(corpus)["phones"]) < mfcc["phone_accuracy"] <= 1.0
+    assert 1 / len(read_corpus_manifest(corpus)["phones"]) < mfcc["phone_accuracy"] <= 1.0
     from training.experiments.reports import audio_table
 
     assert "| mfcc | 13 |" in audio_table([mfcc["path"]])
@@ -113,4 +113,4 @@ def test_supervised_audio_baseline_learns_phones(corpus, tmp_path):
     loss = [float(row.split(",")[header.index("loss")]) for row in history[1:]]
     assert loss[-1] < loss[0]
     # the most common phone (silence) alone scores well; the model must beat chance
-    assert metrics["final_train_logs"]["accuracy"] > 1 / len(read_manifest(corpus)["phones"])
+    assert metrics["final_train_logs"]["accuracy"] > 1 / len(read_corpus_manifest(corpus)["phones"])

@@ -82,9 +82,9 @@ def paired_reports(f):
         jobs.append(("rifle", results, paired.rifle_table, paired.rifle_headline,
                      paired.plot_rifle))
     if f.paired_teleport:
-        results = paired.teleport_results(sorted(glob.glob(f.paired_teleport)))
-        jobs.append(("teleport", results, paired.teleport_table, paired.teleport_headline,
-                     paired.plot_teleport))
+        results = paired.teleport_pairs(sorted(glob.glob(f.paired_teleport)))
+        jobs.append(("teleport", results, paired.teleport_pairs_table, paired.teleport_headline,
+                     paired.plot_teleport_pairs))
     if f.paired_tickets:
         runs = {}
         for item in f.paired_tickets.split(","):
@@ -94,8 +94,8 @@ def paired_reports(f):
             runs[label] = sorted(glob.glob(pattern))
         results = paired.ticket_results(runs)
         probes = paired.ticket_probes(next(iter(runs.values()), []))
-        jobs.append(("tickets", results, lambda r: paired.ticket_table(r, probes),
-                     lambda r: paired.ticket_headline(r, probes), paired.plot_tickets))
+        jobs.append(("tickets", results, lambda r: paired.ticket_pairs_table(r, probes),
+                     lambda r: paired.ticket_headline(r, probes), paired.plot_ticket_pairs))
     for name, results, table_of, headline_of, plot in jobs:
         if not results:
             print(f"{name}: no finished runs yet")

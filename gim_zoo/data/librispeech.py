@@ -50,7 +50,7 @@ def read_alignments(path):
     return alignments
 
 
-def frame_labels(alignment, num_samples, hop=FRAME_HOP):
+def aligned_frame_labels(alignment, num_samples, hop=FRAME_HOP):
     """An utterance's labels cut or padded (with -1) to its num_samples // hop frames."""
     frames = num_samples // hop
     labels = np.full(frames, -1, np.int32)
@@ -76,7 +76,7 @@ def to_arrays(examples, split, alignments=None, test_fraction=0.2, hop=FRAME_HOP
             wave = np.asarray(e["speech"], np.float32) / 32768.0
             audio.append(wave)
             speaker.append(index)
-            labels.append(frame_labels((alignments or {}).get(_utterance_id(e)), len(wave),
+            labels.append(aligned_frame_labels((alignments or {}).get(_utterance_id(e)), len(wave),
                                        hop))
     return audio, np.array(speaker, np.int32), labels
 

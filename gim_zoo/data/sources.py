@@ -238,9 +238,9 @@ class SpeechSource:
     def class_counts(self, data, data_dir=None):
         """(phones, speakers) of loaded {split: (waves, speakers, labels)}."""
         if self.manifest_classes:
-            from gim_zoo.data.speech_corpus import DEFAULT_DIR, read_manifest
+            from gim_zoo.data.speech_corpus import DEFAULT_DIR, read_corpus_manifest
 
-            manifest = read_manifest(data_dir or DEFAULT_DIR)
+            manifest = read_corpus_manifest(data_dir or DEFAULT_DIR)
             return len(manifest["phones"]), len(manifest["speakers"])
         phones = 1 + max(lab.max() for lab in data["train"][2] + data["test"][2])
         return phones, 1 + int(data["train"][1].max())

@@ -171,7 +171,7 @@ def make_corpus(out_dir, speakers=len(SPEAKERS), utterances_per_speaker=40, seed
     return manifest
 
 
-def read_manifest(corpus_dir=DEFAULT_DIR):
+def read_corpus_manifest(corpus_dir=DEFAULT_DIR):
     path = Path(corpus_dir) / "manifest.json"
     if not path.exists():
         raise DatasetNotFoundError(
@@ -207,7 +207,7 @@ def read_split(corpus_dir, split, hop=FRAME_HOP):
     split, decoded with tf.audio.decode_wav."""
     import tensorflow as tf
 
-    manifest = read_manifest(corpus_dir)
+    manifest = read_corpus_manifest(corpus_dir)
     audio, speakers, labels = [], [], []
     for utt in split_utterances(manifest, split):
         wav, rate = tf.audio.decode_wav(tf.io.read_file(str(Path(corpus_dir) / utt["wav"])))

@@ -23,7 +23,7 @@ def data_source(spec, metrics):
     return source_from_string(metrics.get("training", {}).get("dataset") or spec.dataset)
 
 
-def probe_source(spec, metrics):
+def probed_source(spec, metrics):
     """The source the linear probes were fitted and scored on (metrics.json's
     linear_probe_dataset; by default the training source)."""
     named = metrics.get("linear_probe_dataset")
@@ -38,7 +38,7 @@ def _input_shape(spec, metrics):
 
 
 def front_matter(spec, metrics):
-    source = probe_source(spec, metrics)
+    source = probed_source(spec, metrics)
     dataset = source.title
     dataset_type = source.hf_dataset or source.name
     lines = [
@@ -263,7 +263,7 @@ def render_images(spec, metrics):
     """The card of an image model."""
     source = data_source(spec, metrics)
     dataset = source.title
-    probed = probe_source(spec, metrics).title
+    probed = probed_source(spec, metrics).title
     size, _, channels = _input_shape(spec, metrics)
     probes = metrics.get("linear_probe", {})
     baseline = metrics.get("random_init_linear_probe", {})

@@ -189,7 +189,7 @@ def teleport_regime(run_dir):
     return label
 
 
-def teleport_results(run_dirs):
+def teleport_pairs(run_dirs):
     """{(model, optimizer, regime): {arm: {seed: metrics}}} of finished teleport.py runs."""
     results = {}
     for m in _read_metrics(run_dirs, "final_subset_loss"):
@@ -228,7 +228,7 @@ def teleport_comparisons(results):
     return rows
 
 
-def teleport_table(results):
+def teleport_pairs_table(results):
     """Markdown: per model, optimizer and teleport arm, the paired differences (teleport
     minus no teleport) of every measure the runs have."""
     lines = ["| model | regime | optimizer | teleport arm | measure | seeds | teleport minus "
@@ -272,7 +272,7 @@ def teleport_headline(results):
     return "; ".join(parts)
 
 
-def plot_teleport(results, out_path):
+def plot_teleport_pairs(results, out_path):
     rows = teleport_comparisons(results)
     panels = [("test top-1 (points)", "test top-1 minus none (points)"),
               ("final adaptive sharpness", "final adaptive sharpness minus none"),
@@ -326,7 +326,7 @@ def _by_round(per_seed, r, key="test_accuracy", scale=100.0):
     return {s: scale * rounds[r][key] for s, rounds in per_seed.items() if len(rounds) > r}
 
 
-def ticket_table(results, probes=None):
+def ticket_pairs_table(results, probes=None):
     """Markdown: per round, the ticket's score and its paired differences from its dense
     round 0 and from each control at the same sparsity; then the 3-probe-seed probes."""
     labels = list(results)
@@ -412,7 +412,7 @@ def ticket_headline(results, probes=None):
     return ", ".join(parts)
 
 
-def plot_tickets(results, out_path):
+def plot_ticket_pairs(results, out_path):
     labels = list(results)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     ticket = results[labels[0]] if labels else {}

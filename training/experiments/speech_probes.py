@@ -77,7 +77,7 @@ def mfcc_features(waves):
     return mfcc[:, : waves.shape[1] // FRAME_HOP].numpy()
 
 
-def encode(features_of, data, crop_samples):
+def encode_utterances(features_of, data, crop_samples):
     """(frame features (N, frames, C), phone labels (N, frames), speakers (N,)) of
     (waveforms, speakers, labels)."""
     audio, speakers, labels = data
@@ -128,8 +128,8 @@ def probe_audio(config):
         features_of = lambda w: model(w, training=False)  # noqa: E731
     else:
         raise ValueError(f"features must be 'encoder' or 'mfcc', got {config.features!r}")
-    train = encode(features_of, data["train"], config.crop_samples)
-    test = encode(features_of, data["test"], config.crop_samples)
+    train = encode_utterances(features_of, data["train"], config.crop_samples)
+    test = encode_utterances(features_of, data["test"], config.crop_samples)
     result = probe_features(train, test, num_phones, num_speakers, config.steps, config.seed)
     result.update(source=source, module=module, dataset=dataset.name,
                   synthetic_speech=dataset.synthetic,
