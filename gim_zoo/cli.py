@@ -8,9 +8,6 @@ import os
 import sys
 import tempfile
 
-# Before anything imports TensorFlow: `list`, `info` and `--help` never do (they read the
-# registry and the package's JSON files), `export` and `demo` import it lazily.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 NATIVE_LOGS_ENV = "GIM_ZOO_NATIVE_LOGS"  # =1: leave TensorFlow's C++ logging on stderr
 # The Python-side stderr streams of finished native_logs_captured blocks, never closed: a
 # logging handler created inside a block (TensorFlow's logger, at import) keeps the stream
@@ -123,6 +120,9 @@ def _demo(args):
 
 
 def main(argv=None):
+    # Before anything imports TensorFlow: `list`, `info` and `--help` never do (they read
+    # the registry and the package's JSON files), `export` and `demo` import it lazily.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(prog="python -m gim_zoo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="registered model names")

@@ -123,3 +123,27 @@ def test_no_two_public_functions_or_classes_share_a_name():
     read as one thing (a script's `main` is the only name allowed twice)."""
     assert {name: files for name, files in public_definitions().items()
             if len(files) > 1} == {}
+
+
+def module_level_calls(path):
+    """Calls a module makes when imported (statements at its top level that are calls,
+    `with` blocks), besides `if __name__ == "__main__"`."""
+    calls = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            calls.append(ast.unparse(node)[:80])
+        elif isinstance(node, ast.With):
+            calls.append("with " + ast.unparse(node.items[0])[:70])
+    return calls
+
+
+def test_importing_a_package_module_does_nothing_but_define_things():
+    """No import side effects: no mallopt, no environment variables, no matplotlib
+    backend for every importer. Allowed: __main__.py (the entry point) and flags.py's
+    TensorFlow import with its CUDA probing lines captured (the import itself)."""
+    allowed = {("gim_zoo/__main__.py", "main()"),
+               ("training/experiments/flags.py", "with native_logs_captured()")}
+    found = [(str(path.relative_to(LIBRARY.parent)), call)
+             for folder in (LIBRARY, LIBRARY.parent / "training" / "experiments")
+             for path in sorted(folder.rglob("*.py")) for call in module_level_calls(path)]
+    assert [f for f in found if f not in allowed] == []

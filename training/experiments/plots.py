@@ -1,14 +1,14 @@
-"""PNG plots of results people would rather see than read (headless: Agg backend)."""
+"""PNG plots of results people would rather see than read.
+
+Figures are only saved, never shown, so any backend does; importing this module does not
+choose one for the process (matplotlib itself takes Agg where there is no display)."""
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from gim_zoo.files import atomic_path  # noqa: E402
-from .run_directory import read_history_rows  # noqa: E402
+from gim_zoo.files import atomic_path
+from .run_directory import read_history_rows
 
 
 def read_history(path):
