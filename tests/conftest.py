@@ -18,6 +18,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# One TensorFlow thread per process (this one, its training subprocesses): two xdist
+# workers already fill the 2 cores, and more threads than cores spin and wait on each
+# other (measured side by side: the suite 4-6% faster).
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 BACKEND = os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 NEUTRAL_DIR = Path(__file__).resolve().parent / "neutral"
 
@@ -85,3 +90,16 @@ def pytest_ignore_collect(collection_path, config):
     if collection_path.name.startswith("test_") and NEUTRAL_DIR not in collection_path.parents:
         return True
     return None
+
+
+# The test files that take longest (summed test time on 2 cores, longest first). pytest-xdist
+# (`--dist loadfile`) hands files to its workers in collection order, so starting with
+# these keeps both workers busy to the end instead of leaving one on a long file alone.
+LONGEST_FILES = ("test_gpu_ready.py", "test_faults.py", "test_own_data_chains.py",
+                 "test_train_script.py", "test_jax_backend.py", "test_robustness.py",
+                 "test_lottery_rounds.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: else as found

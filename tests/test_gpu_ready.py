@@ -68,6 +68,38 @@ def test_xla_train_steps_give_the_plain_steps_losses_and_weights(case):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.slow  # three XLA compiles of the GIM train step
+def test_an_xla_run_resumed_from_its_backup_ends_where_the_unbroken_one_does(tmp_path):
+    """XLA's resume in-process (the subprocess kill cases with XLA are opt-in, see
+    RESUME_CASES): two XLA-compiled Adam epochs straight, against one epoch, a fresh model
+    restored from its backup by ResumableBackup and the second epoch: same weights,
+    optimizer state and losses, bit for bit."""
+    images, _ = stripes()
+
+    def xla_model():
+        keras.utils.set_random_seed(0)
+        model = get("gim-fmnist-resnet").build_model(TINY_ENCODER, None, seed=0)
+        model.compile(keras.optimizers.Adam(1e-2), jit_compile=True)
+        return model
+
+    def fit(model, backup_dir, epochs):
+        backup = ResumableBackup(backup_dir)
+        return model.fit(images, batch_size=8, epochs=epochs, verbose=0, shuffle=False,
+                         initial_epoch=backup.initial_epoch, callbacks=[backup]).history
+
+    unbroken = xla_model()
+    straight = fit(unbroken, tmp_path / "unbroken", 2)
+    fit(xla_model(), tmp_path / "broken", 1)  # the process that was killed after epoch 1
+    resumed = xla_model()
+    assert ResumableBackup(tmp_path / "broken").initial_epoch == 1
+    second = fit(resumed, tmp_path / "broken", 2)
+    assert resumed.jit_compile is True
+    assert second["loss"] == straight["loss"][1:], (second, straight)
+    for a, b in zip(unbroken.weights + unbroken.optimizer.variables,
+                    resumed.weights + resumed.optimizer.variables):
+        assert np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+
+
 def tiny_config(tmp_path, **values):
     return TrainConfig(model="gim-fmnist-resnet", out_dir=str(tmp_path / "run"), **values)
 
@@ -145,15 +177,19 @@ def test_mirrored_training_with_float16_loss_scaling(tmp_path):
     assert math.isfinite(metrics["test_loss"]) and metrics["test_loss"] < 3 * math.log(17)
 
 
-# name: the flags of a killed run, compared with an uninterrupted run of its own. One run
-# holds every GPU flag at once (the loss scale's state, XLA-compiled steps, executions of
-# several steps), so a kill and resume exercise all of them; each training process costs
-# an XLA compile, so the suite affords one case. GIM_ZOO_ALL_RESUME_CASES=1 adds one case
-# per flag (mixed_bfloat16 too).
-RESUME_CASES = {"mixed_float16-xla-steps_per_execution": [
-    "--mixed_precision=mixed_float16", "--jit_compile=true", "--steps_per_execution=4"]}
+# name: the flags of a killed run, compared with an uninterrupted run of its own. The
+# suite's case holds the two flags that add state to resume (the loss scale's variables)
+# or change what a batch end is (executions of several steps): a kill and resume exercise
+# both. XLA adds no state: test_xla_train_steps_give_the_plain_steps_losses_and_weights
+# shows its steps (negative sampling included) compute what the plain ones do, and each
+# XLA process costs about 30 s of compiling here, so its resume cases are opt-in:
+# GIM_ZOO_ALL_RESUME_CASES=1 adds XLA with every other flag, and one case per flag.
+RESUME_CASES = {"mixed_float16-steps_per_execution": [
+    "--mixed_precision=mixed_float16", "--steps_per_execution=4"]}
 if os.environ.get("GIM_ZOO_ALL_RESUME_CASES") == "1":
     RESUME_CASES.update({
+        "mixed_float16-xla-steps_per_execution": [
+            "--mixed_precision=mixed_float16", "--jit_compile=true", "--steps_per_execution=4"],
         "xla-steps_per_execution": ["--jit_compile=true", "--steps_per_execution=4"],
         "mixed_float16": ["--mixed_precision=mixed_float16"],
         "mixed_bfloat16-xla": ["--mixed_precision=mixed_bfloat16", "--jit_compile=true"]})

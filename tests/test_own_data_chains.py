@@ -24,7 +24,7 @@ from tests.training_procs import ROOT, env, weights
 pytestmark = pytest.mark.slow
 
 TINY = ["--stem_width=8", "--widths=4,4,8", "--blocks=1,1,1", "--batch_size=16",
-        "--verbose=0"]
+        "--final_eval_examples=16", "--verbose=0"]
 MOCK_EXAMPLES = 48  # examples in every mocked tfds split
 
 
@@ -81,7 +81,7 @@ def test_the_papers_stl10_experiment_on_mock_data(tmp_path):
     run, folder, encoder, probe = chain(
         tmp_path, "gim-stl10-resnet",
         ["--epochs=1", f"--max_examples={MOCK_EXAMPLES}", "--eval_examples=16",
-         "--final_eval_examples=16", *data], data, data, mock=True)
+         *data], data, data, mock=True)
     config = json.loads((run / "config.json").read_text())
     assert (config["dataset"], config["image_size"], config["channels"]) == ("stl10", 64, 1)
     assert json.loads((run / "metrics.json").read_text())["train_examples"] == MOCK_EXAMPLES
@@ -153,7 +153,7 @@ def test_a_folder_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_
                          tf.io.encode_png(rng.integers(0, 256, (28, 28, 1), dtype=np.uint8)))
     flags = ["training/train.py", "--model=gim-fmnist-resnet", *TINY_FLAGS,
              f"--dataset=folder/{tmp_path / 'flat'}", "--batch_size=8", "--epochs=2",
-             "--eval_examples=8", "--verbose=0"]
+             "--eval_examples=8", "--final_eval_examples=8", "--verbose=0"]
     steps_per_epoch = 72 // 8
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     python(*flags, f"--out_dir={reference}")

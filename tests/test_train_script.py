@@ -14,7 +14,8 @@ from tests.conftest import TINY_FLAGS
 pytestmark = pytest.mark.slow  # training and probing processes
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = ["--max_examples=512", "--eval_examples=128", "--verbose=2", *TINY_FLAGS]
+QUICK = ["--max_examples=512", "--eval_examples=128", "--final_eval_examples=128",
+         "--verbose=2", *TINY_FLAGS]
 
 
 def run_script(script, *args, check=True):
