@@ -6,6 +6,9 @@
 #   PYTHON=.venv/bin/python nohup nice -n 19 bash training/seeds_results.sh \
 #       > runs/seeds-schedule.log 2>&1 &
 #
+# It lowers itself to the idle scheduling class (chrt --idle) where it can: with the
+# kernel's autogroups, `nice` only ranks processes of one session, and a schedule started
+# with setsid or from another terminal took half the CPU from a test suite beside it.
 # Resumable: re-running the same command skips every finished run (without starting
 # Python for it), resumes a fine-tuning run at its last finished epoch (bit-identically)
 # and a ticket run at its last finished round; a teleport run (1-2 minutes) restarts.
@@ -37,6 +40,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 main() {
+  chrt --idle --pid 0 $$ 2>/dev/null || true  # children inherit it; see the header
   PY=${PYTHON:-python}
   STEPS=${STEPS:-"teleport rifle-small rifle-10 tickets ticket-probes package rifle-10-more"}
   SEEDS=${SEEDS:-"0 1 2 3 4"}
