@@ -19,7 +19,7 @@ TINY = ["--model=gim-fmnist-resnet", "--stem_width=8", "--widths=4,4,8", "--bloc
         "--max_examples=256", "--batch_size=32", "--eval_examples=64", "--verbose=0",
         "--learning_rate=2e-3", "--final_eval_examples=64"]
 # --final_eval_examples: the final evaluation on 64 test images, not all 10,000 (about 7 s
-# of every training process here; tests/test_script_flags.py checks the full default)
+# of every training process here; tests/test_script_flags.py tests the flag itself)
 STEPS_PER_EPOCH = 256 // 32
 TIMEOUT = subprocs.TIMEOUT  # seconds per training process (sized for a loaded machine)
 
