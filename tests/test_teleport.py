@@ -289,8 +289,9 @@ def test_teleport_schedule_refuses_bad_text(text, message):
         parse_schedule(text)
 
 
-def test_measured_sharpness_is_repeatable_grows_with_rho_and_leaves_the_weights():
-    from training.experiments.teleport_comparison import convnet, measured_sharpness
+def fitted_convnet(epochs):
+    """The experiment's small ConvNet after a few SGD epochs on 64 random images, with them."""
+    from training.experiments.teleport_comparison import convnet
 
     model = convnet(width=32, seed=0)
     model.compile(keras.optimizers.SGD(0.05),
@@ -298,7 +299,14 @@ def test_measured_sharpness_is_repeatable_grows_with_rho_and_leaves_the_weights(
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (64, 28, 28, 1)).astype("float32")
     y = rng.integers(0, 10, 64)
-    model.fit(x, y, batch_size=16, epochs=3, verbose=0)
+    model.fit(x, y, batch_size=16, epochs=epochs, verbose=0)
+    return model, x, y
+
+
+def test_measured_sharpness_is_repeatable_grows_with_rho_and_leaves_the_weights():
+    from training.experiments.teleport_comparison import measured_sharpness
+
+    model, x, y = fitted_convnet(epochs=3)
     before = [np.array(w) for w in model.get_weights()]
     small = measured_sharpness(model, x, y, rho=0.05, directions=4, seed=1)
     assert measured_sharpness(model, x, y, rho=0.05, directions=4, seed=1) == small
@@ -331,15 +339,9 @@ def test_convnet_sharpness_arms_record_the_final_sharpness(tmp_path):
 
 
 def test_adaptive_sharpness_ignores_a_rescaling_that_changes_the_plain_one():
-    from training.experiments.teleport_comparison import convnet, measured_sharpness
+    from training.experiments.teleport_comparison import measured_sharpness
 
-    model = convnet(width=32, seed=0)
-    model.compile(keras.optimizers.SGD(0.05),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (64, 28, 28, 1)).astype("float32")
-    y = rng.integers(0, 10, 64)
-    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    model, x, y = fitted_convnet(epochs=2)
 
     def both():
         return [measured_sharpness(model, x, y, rho=0.1, directions=4, seed=1, adaptive=a)

@@ -1,5 +1,6 @@
 """What the backend-neutral tests need that keras.ops does not have: gradients (each
-backend differentiates its own way), and a folder to hand results to another backend.
+backend differentiates its own way), and a folder to hand results to another backend;
+plus the arrays several of them share (to_numpy, stripes).
 
 Written here, apart from the library's own differentiation code, so that a test does not
 check the library with the library.
@@ -74,3 +75,15 @@ def handoff_dir(name):
     path = Path(root) / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def to_numpy(x):
+    if isinstance(x, keras.Variable):
+        x = x.value
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def stripes(n=16):
+    """Images that repeat one random row down the image: patches predict those below."""
+    rows = np.random.default_rng(0).uniform(0, 255, size=(n, 1, 28, 1)).astype("float32")
+    return np.repeat(rows, 28, axis=1)

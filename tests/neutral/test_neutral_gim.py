@@ -7,19 +7,7 @@ import numpy as np
 import pytest
 
 from gim_zoo.models.gim import GreedyInfoMax
-from tests.neutral.backend_tools import handoff_dir, jacobian
-
-
-def to_numpy(x):
-    if isinstance(x, keras.Variable):
-        x = x.value
-    return np.asarray(keras.ops.convert_to_numpy(x))
-
-
-def stripes(n=16):
-    """Images that repeat one random row down the image: patches predict those below."""
-    rows = np.random.default_rng(0).uniform(0, 255, size=(n, 1, 28, 1)).astype("float32")
-    return np.repeat(rows, 28, axis=1)
+from tests.neutral.backend_tools import handoff_dir, jacobian, stripes, to_numpy
 
 
 @pytest.mark.slow  # 15 epochs

@@ -10,20 +10,9 @@ from gim_zoo.models.gim import GreedyInfoMax
 from gim_zoo.precision import policy_scope
 from gim_zoo.registry import get
 from tests.conftest import TINY_ENCODER
+from tests.neutral.backend_tools import stripes, to_numpy
 
 POLICIES = ("mixed_float16", "mixed_bfloat16")
-
-
-def to_numpy(x):
-    if isinstance(x, keras.Variable):
-        x = x.value
-    return np.asarray(keras.ops.convert_to_numpy(x))
-
-
-def stripes(n=16):
-    """Images that repeat one random row down the image: patches predict those below."""
-    rows = np.random.default_rng(0).uniform(0, 255, size=(n, 1, 28, 1)).astype("float32")
-    return np.repeat(rows, 28, axis=1)
 
 
 def build(policy, optimizer):
