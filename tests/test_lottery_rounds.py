@@ -187,3 +187,36 @@ def test_a_packaged_ticket_names_the_experiment_that_made_it():
         "SEED=1 EXPERIMENTS=gim60k bash training/lth_results.sh && python training/package.py "
         "--model=gim-fmnist-resnet-ticket --ticket_dir=runs/lth/gim60k-ticket-seed1 --round=7")
     assert ticket_command(spec, "/tmp/elsewhere", 0) == spec.training_command(0)
+
+
+def lth_results_commands(parts):
+    """What training/lth_results.sh would run for the gim60k experiment with PARTS=parts
+    (its Python replaced by `echo`)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "training" / "lth_results.sh"
+    env = {**os.environ, "PYTHON": "echo", "EXPERIMENTS": "gim60k", "SEED": "1", "PARTS": parts}
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    return done.returncode, done.stdout.splitlines(), done.stderr
+
+
+def test_lth_results_runs_the_ticket_apart_from_its_controls():
+    """seeds_results.sh probes a ticket before its controls run: PARTS splits an experiment."""
+    rc, lines, _ = lth_results_commands("ticket")
+    assert rc == 0 and len(lines) == 1 and "--control" not in lines[0]
+    assert "--out_dir=runs/lth/gim60k-ticket-seed1" in lines[0]
+    rc, lines, _ = lth_results_commands("controls plot")
+    assert rc == 0 and [line.split("--control=")[1].split()[0] for line in lines[:2]] == [
+        "random_reinit", "random_prune"]
+    assert all("--ticket_dir=runs/lth/gim60k-ticket-seed1" in line for line in lines[:2])
+    assert lines[2].startswith("training/report.py") and "random pruning=" in lines[2]
+    rc, lines, _ = lth_results_commands("ticket controls plot")
+    assert rc == 0 and len(lines) == 4
+
+
+def test_lth_results_refuses_an_unknown_part():
+    rc, lines, err = lth_results_commands("ticket probes")
+    assert rc == 2 and not lines
+    assert "unknown part probes in PARTS (ticket, controls, plot)" in err

@@ -4,29 +4,41 @@
 # Resumable round by round. On 2 CPU cores: lenet about 10 minutes, conv2 and conv2late
 # about 6 each, gim and resnet about 30 each (measured sharing the cores); gim60k (not in
 # the default list; training/seeds_results.sh runs it) several hours.
-# VERBOSE=2 prints one line per epoch (default 0: one line per finished run).
+# VERBOSE=2 prints one line per epoch (default 0: one line per finished run). PARTS chooses
+# what of each experiment runs (default "ticket controls plot"): training/seeds_results.sh
+# runs the ticket runs first and their controls later, so a ticket can be probed sooner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 SEED=${SEED:-0}
 VERBOSE=${VERBOSE:-0}
 EXPERIMENTS=${EXPERIMENTS:-"lenet conv2 conv2late gim resnet"}
+PARTS=${PARTS:-"ticket controls plot"}
+for part in $PARTS; do
+  case $part in ticket|controls|plot) ;;
+    *) echo "unknown part $part in PARTS (ticket, controls, plot)" >&2; exit 2 ;;
+  esac
+done
+
+wants() { [[ " $PARTS " == *" $1 "* ]]; }
 
 experiment() {  # NAME CONTROLS ARGS...: ticket run, controls, plot
   local name=$1 controls=$2; shift 2
   local out=runs/lth/$name-ticket-seed$SEED plots="ticket=runs/lth/$name-ticket-seed$SEED"
-  $PY training/lottery.py "$@" --seed=$SEED --verbose=$VERBOSE --out_dir="$out"
+  wants ticket && $PY training/lottery.py "$@" --seed=$SEED --verbose=$VERBOSE --out_dir="$out"
   for control in $controls; do
     case $control in
       random_reinit) local short=reinit label="random re-init" ;;
       random_prune) local short=randprune label="random pruning" ;;
     esac
     local dir=runs/lth/$name-$short-seed$SEED
-    $PY training/lottery.py "$@" --seed=$SEED --verbose=$VERBOSE --control=$control \
-      --ticket_dir="$out" --out_dir="$dir"
+    wants controls && $PY training/lottery.py "$@" --seed=$SEED --verbose=$VERBOSE \
+      --control=$control --ticket_dir="$out" --out_dir="$dir"
     plots="$plots,$label=$dir"
   done
-  $PY training/report.py --tickets_out=runs/lth/$name-seed$SEED.png --tickets="$plots"
+  wants plot && $PY training/report.py --tickets_out=runs/lth/$name-seed$SEED.png \
+    --tickets="$plots"
+  return 0
 }
 
 for e in $EXPERIMENTS; do

@@ -16,23 +16,27 @@
 # chooses steps (default: all, in this order: the cheapest answer to each claim first);
 # a failed job is reported and the schedule goes on; it exits non-zero if any failed.
 #
-# Steps, with estimated hours on 2 idle CPU cores (measured epochs, see docs/rifle.md):
+# Steps, with estimated hours on 2 idle CPU cores (measured epochs, see docs/rifle.md), in
+# the default order: the tickets first (the one claim with no answer yet), their controls
+# after the ticket is probed and packaged:
 #   teleport      0.9 h  (a) MLP and ConvNet, SGD: no teleport / sharpness_min /
 #                        sharpness_max, 5 seeds (30 runs); (b) MLP with SGD, AdaGrad,
 #                        Adam, one teleport at initialisation vs none, 5 seeds (30 runs);
 #                        (c) GIM module 1 under InfoNCE, 5 seeds (10 runs)
+#   tickets       2.2 h  IMP of the GIM encoder under InfoNCE, rounds of one epoch of the
+#                        60,000 images, 10 rounds to 4% of the weights, seeds 0 and 1
+#                        (2 runs, ~65 min each)
+#   ticket-probes 0.7 h  linear probes (all labels, 3 probe seeds) of the dense round and
+#                        every round at <= 15% of the weights of each ticket run
+#   package       0.3 h  the sparsest ticket round <= 15% within a point of dense on the
+#                        probe: bundled (package.py), SavedModel + TFLite sizes/latencies
+#   ticket-controls 4.3 h  random re-init and random pruning at the tickets' sparsities,
+#                        seeds 0 and 1 (4 runs), then the paired tickets report
 #   rifle-small   3.3 h  fine-tuning, the authors' regime, Fashion-MNIST 1% of the labels
 #                        and the digits: plain, RIFLE M=1,2,3, M=3 with the cyclic head
 #                        rate, random-init encoder; 5 seeds (60 runs, ~3 min each)
 #   rifle-10      5.1 h  Fashion-MNIST 10% of the labels (6,000 images): plain, M=1, M=3,
 #                        5 seeds (15 runs, ~20 min each)
-#   tickets       6.5 h  IMP of the GIM encoder under InfoNCE, rounds of one epoch of the
-#                        60,000 images, 10 rounds to 4% of the weights, with random re-init
-#                        and random pruning controls, seeds 0 and 1 (6 runs, ~65 min each)
-#   ticket-probes 0.7 h  linear probes (all labels, 3 probe seeds) of the dense round and
-#                        every round at <= 15% of the weights of each ticket run
-#   package       0.3 h  the sparsest ticket round <= 15% within a point of dense on the
-#                        probe: bundled (package.py), SavedModel + TFLite sizes/latencies
 #   rifle-10-more 5.1 h  10% of the labels: M=2, M=3 with the cyclic head rate, random-init
 #                        encoder, 5 seeds (15 runs)
 # A report step follows each (seconds): docs/{teleport,rifle,tickets}_paired.{md,png}.
@@ -42,7 +46,8 @@ cd "$(dirname "$0")/.."
 main() {
   chrt --idle --pid 0 $$ 2>/dev/null || true  # children inherit it; see the header
   PY=${PYTHON:-python}
-  STEPS=${STEPS:-"teleport rifle-small rifle-10 tickets ticket-probes package rifle-10-more"}
+  STEPS=${STEPS:-"teleport tickets ticket-probes package ticket-controls rifle-small rifle-10
+                  rifle-10-more"}
   SEEDS=${SEEDS:-"0 1 2 3 4"}
   TICKET_SEEDS=${TICKET_SEEDS:-"0 1"}
   OUT=runs/seeds
@@ -74,11 +79,9 @@ main() {
                   for variant in plain rifle1 rifle3; do rifle fmnist10 "$variant" "$seed"; done
                 done
                 report --paired_rifle="$OUT/rifle/*/*" ;;
-      tickets) for seed in $TICKET_SEEDS; do
-                 job "gim60k tickets seed $seed" env SEED="$seed" EXPERIMENTS=gim60k VERBOSE=2 \
-                   PYTHON="$PY" bash training/lth_results.sh
-               done
-               report_tickets ;;
+      tickets) for seed in $TICKET_SEEDS; do tickets "$seed" ticket; done ;;
+      ticket-controls) for seed in $TICKET_SEEDS; do tickets "$seed" "controls plot"; done
+                       report_tickets ;;
       ticket-probes) ticket_probes; report_tickets ;;
       package) package_ticket ;;
       rifle-10-more) for seed in $SEEDS; do
@@ -87,8 +90,8 @@ main() {
                        done
                      done
                      report --paired_rifle="$OUT/rifle/*/*" ;;
-      *) echo "error: unknown step $step (teleport rifle-small rifle-10 tickets" \
-              "ticket-probes package rifle-10-more)" >&2; exit 2 ;;
+      *) echo "error: unknown step $step (teleport tickets ticket-probes package" \
+              "ticket-controls rifle-small rifle-10 rifle-10-more)" >&2; exit 2 ;;
     esac
   done
   if [ ${#FAILED[@]} -gt 0 ]; then
@@ -199,6 +202,11 @@ rifle() {  # TARGET VARIANT SEED: one fine-tuning run in the authors' regime
 }
 
 # --- lottery tickets -----------------------------------------------------------------------
+tickets() {  # SEED PARTS: training/lth_results.sh's gim60k experiment (resumes by round)
+  job "gim60k $2 seed $1" env SEED="$1" EXPERIMENTS=gim60k PARTS="$2" VERBOSE=2 \
+    PYTHON="$PY" bash training/lth_results.sh
+}
+
 probe_rounds() {  # TICKET_DIR: round 0 and every finished round at <= 15% of the weights
   "$PY" - "$1" <<'EOF'
 import json, pathlib, sys
@@ -224,10 +232,14 @@ ticket_probes() {
 }
 
 package_ticket() {
+  # Chosen again each time (seconds): a ticket seed that finished later may give a sparser
+  # ticket; packaged again only when the choice differs from the one packaged ($done).
   local chosen=$OUT/chosen_ticket.json done=$OUT/package.done
-  if [ -e "$done" ]; then echo "$(stamp) package: done earlier ($done)"; return 0; fi
   job "choose the ticket" "$PY" training/report.py --choose_ticket="runs/lth/gim60k-ticket-seed*" \
     --choose_ticket_out="$chosen" || return 0
+  if cmp -s "$chosen" "$done"; then
+    echo "$(stamp) package: this ticket was packaged earlier ($done)"; return 0
+  fi
   local dir round note
   read -r dir round note < <("$PY" - "$chosen" <<'EOF'
 import json, sys
