@@ -75,6 +75,7 @@ def run_main(main):
     fault. The physical devices are listed here first, with that log captured (listing
     them leaves the logical devices and strategies free to configure)."""
     import logging
+    import sys
 
     import tensorflow as tf
     from absl import app
@@ -90,7 +91,25 @@ def run_main(main):
             logging.getLogger("tensorflow").propagate = False
         return main(argv)
 
-    app.run(quiet_main)
+    try:
+        app.run(quiet_main)
+    except SystemExit as e:
+        if e.code == 1 and asked_for_help(sys.argv[1:]):
+            raise SystemExit(0) from None  # absl's help flags exit with 1: help is no error
+        raise
+
+
+HELP_FLAGS = {"-?", "-h", "--help", "--helpshort", "--helpfull", "--helpxml"}
+
+
+def asked_for_help(args):
+    """Whether absl would stop at a help flag: one among the flags, before a `--`."""
+    for arg in args:
+        if arg == "--":
+            return False
+        if arg in HELP_FLAGS:
+            return True
+    return False
 
 
 def run_script(config_cls, job, show):
