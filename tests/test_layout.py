@@ -98,6 +98,10 @@ def test_gitignore_keeps_a_runs_record_and_leaves_out_its_working_files():
         assert not _ignored(f"runs/some-run/{name}"), name
     for name in WORKING_FILES:
         assert _ignored(f"runs/some-run/{name}"), name
+    ticket, control = "runs/lth/gim60k-ticket-seed0", "runs/lth/gim60k-reinit-seed0"
+    for name in ("rounds/masks03.npz", "rewind_point.npz"):  # the ticket itself
+        assert not _ignored(f"{ticket}/{name}") and _ignored(f"{control}/{name}"), name
+    assert _ignored(f"{ticket}/rounds/trained03.weights.h5")
     tracked_but_ignored = subprocess.run(
         ["git", "ls-files", "-ci", "--exclude-standard", "runs"], cwd=LIBRARY.parent,
         capture_output=True, text=True).stdout.split()
