@@ -23,14 +23,14 @@
 #                        sharpness_max, 5 seeds (30 runs); (b) MLP with SGD, AdaGrad,
 #                        Adam, one teleport at initialisation vs none, 5 seeds (30 runs);
 #                        (c) GIM module 1 under InfoNCE, 5 seeds (10 runs)
-#   tickets       2.2 h  IMP of the GIM encoder under InfoNCE, rounds of one epoch of the
+#   tickets       2.5 h  IMP of the GIM encoder under InfoNCE, rounds of one epoch of the
 #                        60,000 images, 10 rounds to 4% of the weights, seeds 0 and 1
-#                        (2 runs, ~65 min each)
-#   ticket-probes 0.7 h  linear probes (all labels, 3 probe seeds) of the dense round and
+#                        (2 runs, ~75 min each: 415-470 s a round, measured)
+#   ticket-probes 0.6 h  linear probes (all labels, 3 probe seeds) of the dense round and
 #                        every round at <= 15% of the weights of each ticket run
 #   package       0.3 h  the sparsest ticket round <= 15% within a point of dense on the
 #                        probe: bundled (package.py), SavedModel + TFLite sizes/latencies
-#   ticket-controls 4.3 h  random re-init and random pruning at the tickets' sparsities,
+#   ticket-controls 5 h   random re-init and random pruning at the tickets' sparsities,
 #                        seeds 0 and 1 (4 runs), then the paired tickets report
 #   rifle-small   3.3 h  fine-tuning, the authors' regime, Fashion-MNIST 1% of the labels
 #                        and the digits: plain, RIFLE M=1,2,3, M=3 with the cyclic head
