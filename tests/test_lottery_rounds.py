@@ -189,15 +189,16 @@ def test_a_packaged_ticket_names_the_experiment_that_made_it():
     assert ticket_command(spec, "/tmp/elsewhere", 0) == spec.training_command(0)
 
 
-def lth_results_commands(parts):
-    """What training/lth_results.sh would run for the gim60k experiment with PARTS=parts
-    (its Python replaced by `echo`)."""
+def lth_results_commands(parts, experiment="gim60k"):
+    """What training/lth_results.sh would run for one experiment with PARTS=parts (its
+    Python replaced by `echo`)."""
     import os
     import subprocess
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "training" / "lth_results.sh"
-    env = {**os.environ, "PYTHON": "echo", "EXPERIMENTS": "gim60k", "SEED": "1", "PARTS": parts}
+    env = {**os.environ, "PYTHON": "echo", "EXPERIMENTS": experiment, "SEED": "1",
+           "PARTS": parts}
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
     return done.returncode, done.stdout.splitlines(), done.stderr
 
@@ -214,6 +215,19 @@ def test_lth_results_runs_the_ticket_apart_from_its_controls():
     assert lines[2].startswith("training/report.py") and "random pruning=" in lines[2]
     rc, lines, _ = lth_results_commands("ticket controls plot")
     assert rc == 0 and len(lines) == 4
+
+
+def test_gim60kglobal_prunes_globally_at_gim60ks_sparsities():
+    """Same rounds, rate and training as gim60k; only the pooling of the pruning differs."""
+    rc, lines, _ = lth_results_commands("ticket controls", "gim60kglobal")
+    layerwise = lth_results_commands("ticket", "gim60k")[1][0].split()
+    assert rc == 0 and len(lines) == 3
+    flags = lines[0].split()
+    assert "--global_rate=0.3" in flags and "--conv_rate=0.3" in layerwise
+    assert set(layerwise) - set(flags) == {"--conv_rate=0.3",
+                                           "--out_dir=runs/lth/gim60k-ticket-seed1"}
+    assert "--out_dir=runs/lth/gim60kglobal-ticket-seed1" in flags
+    assert all("--ticket_dir=runs/lth/gim60kglobal-ticket-seed1" in line for line in lines[1:])
 
 
 def test_lth_results_refuses_an_unknown_part():

@@ -10,6 +10,7 @@
 
 import glob
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -46,6 +47,8 @@ flags.DEFINE_string("paired_teleport", "", "paired-seed teleportation report: a 
 flags.DEFINE_string("paired_tickets", "", "paired-seed lottery-ticket report: "
                     "'ticket=GLOB,label=GLOB,...' over lottery.py runs, the ticket first "
                     "(its probe.py --ticket_dir results are included)")
+flags.DEFINE_string("paired_tickets_name", "tickets", "the tickets report's files are "
+                    "PAIRED_OUT/NAME_paired.md and .png (one report per ticket experiment)")
 flags.DEFINE_string("paired_out", "docs", "folder for the paired reports: "
                     "{rifle,teleport,tickets}_paired.md and .png")
 flags.DEFINE_string("choose_ticket", "", "a glob over GIM ticket runs: write the sparsest "
@@ -94,7 +97,10 @@ def paired_reports(f):
             runs[label] = sorted(glob.glob(pattern))
         results = paired.ticket_results(runs)
         probes = paired.ticket_probes(next(iter(runs.values()), []))
-        jobs.append(("tickets", results, lambda r: paired.ticket_pairs_table(r, probes),
+        if not re.fullmatch(r"[\w.-]+", f.paired_tickets_name):
+            raise app.UsageError("--paired_tickets_name is a file name stem (letters, digits, "
+                                 f"'_', '-', '.'), got {f.paired_tickets_name!r}")
+        jobs.append((f.paired_tickets_name, results, lambda r: paired.ticket_pairs_table(r, probes),
                      lambda r: paired.ticket_headline(r, probes), paired.plot_ticket_pairs))
     for name, results, table_of, headline_of, plot in jobs:
         if not results:

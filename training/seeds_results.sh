@@ -12,7 +12,7 @@
 # Resumable: re-running the same command skips every finished run (without starting
 # Python for it), resumes a fine-tuning run at its last finished epoch (bit-identically)
 # and a ticket run at its last finished round; a teleport run (1-2 minutes) restarts.
-# Runs go under runs/seeds/ (teleport, rifle) and runs/lth/gim60k-* (tickets). STEPS
+# Runs go under runs/seeds/ (teleport, rifle) and runs/lth/gim60k*-* (tickets). STEPS
 # chooses steps (default: all, in this order: the cheapest answer to each claim first);
 # a failed job is reported and the schedule goes on; it exits non-zero if any failed.
 #
@@ -23,15 +23,19 @@
 #                        sharpness_max, 5 seeds (30 runs); (b) MLP with SGD, AdaGrad,
 #                        Adam, one teleport at initialisation vs none, 5 seeds (30 runs);
 #                        (c) GIM module 1 under InfoNCE, 5 seeds (10 runs)
-#   tickets       2.5 h  IMP of the GIM encoder under InfoNCE, rounds of one epoch of the
-#                        60,000 images, 10 rounds to 4% of the weights, seeds 0 and 1
-#                        (2 runs, ~75 min each: 415-470 s a round, measured)
-#   ticket-probes 0.6 h  linear probes (all labels, 3 probe seeds) of the dense round and
-#                        every round at <= 15% of the weights of each ticket run
+#   tickets       5.5 h  IMP of the GIM encoder under InfoNCE, rounds of one epoch of the
+#                        60,000 images, 10 rounds to 4% of the weights, seeds 0 and 1, for
+#                        each of TICKET_EXPERIMENTS (lth_results.sh's gim60kglobal: global
+#                        pruning; gim60k: layerwise); ~75 min a run (415-470 s a round,
+#                        measured); after each run its probes (linear, all labels, 3 probe
+#                        seeds, ~3.5 min each: the dense round and every round at <= 15%
+#                        of the weights) and the package step
+#   ticket-probes        any probe the tickets step left undone, and the tickets reports
 #   package       0.3 h  the sparsest ticket round <= 15% within a point of dense on the
-#                        probe: bundled (package.py), SavedModel + TFLite sizes/latencies
-#   ticket-controls 5 h   random re-init and random pruning at the tickets' sparsities,
-#                        seeds 0 and 1 (4 runs), then the paired tickets report
+#                        probe, over every ticket run: bundled (package.py), SavedModel +
+#                        TFLite sizes/latencies
+#   ticket-controls 10 h  random re-init and random pruning at the tickets' sparsities,
+#                        seeds 0 and 1, per experiment (4 runs each), then its report
 #   rifle-small   3.3 h  fine-tuning, the authors' regime, Fashion-MNIST 1% of the labels
 #                        and the digits: plain, RIFLE M=1,2,3, M=3 with the cyclic head
 #                        rate, random-init encoder; 5 seeds (60 runs, ~3 min each)
@@ -50,6 +54,7 @@ main() {
                   rifle-10-more"}
   SEEDS=${SEEDS:-"0 1 2 3 4"}
   TICKET_SEEDS=${TICKET_SEEDS:-"0 1"}
+  TICKET_EXPERIMENTS=${TICKET_EXPERIMENTS:-"gim60kglobal gim60k"}
   OUT=runs/seeds
   mkdir -p "$OUT"
   exec 9>"$OUT/schedule.lock"
@@ -79,10 +84,25 @@ main() {
                   for variant in plain rifle1 rifle3; do rifle fmnist10 "$variant" "$seed"; done
                 done
                 report --paired_rifle="$OUT/rifle/*/*" ;;
-      tickets) for seed in $TICKET_SEEDS; do tickets "$seed" ticket; done ;;
-      ticket-controls) for seed in $TICKET_SEEDS; do tickets "$seed" "controls plot"; done
-                       report_tickets ;;
-      ticket-probes) ticket_probes; report_tickets ;;
+      tickets) for seed in $TICKET_SEEDS; do
+                 for experiment in $TICKET_EXPERIMENTS; do
+                   tickets "$experiment" "$seed" ticket
+                   ticket_probes "runs/lth/$experiment-ticket-seed$seed"
+                   package_ticket
+                 done
+               done ;;
+      ticket-controls) for experiment in $TICKET_EXPERIMENTS; do
+                         for seed in $TICKET_SEEDS; do
+                           tickets "$experiment" "$seed" "controls plot"
+                         done
+                         report_tickets "$experiment"
+                       done ;;
+      ticket-probes) for experiment in $TICKET_EXPERIMENTS; do
+                       for seed in $TICKET_SEEDS; do
+                         ticket_probes "runs/lth/$experiment-ticket-seed$seed"
+                       done
+                       report_tickets "$experiment"
+                     done ;;
       package) package_ticket ;;
       rifle-10-more) for seed in $SEEDS; do
                        for variant in rifle2 rifle3-cyclic scratch; do
@@ -123,9 +143,11 @@ report() {  # the paired report's flags: tables and plots into docs/ (never fail
   job "report $*" "$PY" training/report.py "$@" --paired_out=docs
 }
 
-report_tickets() {
-  local t=runs/lth/gim60k
-  report --paired_tickets="ticket=$t-ticket-seed*,random re-init=$t-reinit-seed*,random pruning=$t-randprune-seed*"
+report_tickets() {  # EXPERIMENT: docs/tickets_paired.* for gim60k, tickets_NAME_paired.*
+  local t=runs/lth/$1 name=tickets
+  [ "$1" = gim60k ] || name=tickets_${1#gim60k}
+  report --paired_tickets="ticket=$t-ticket-seed*,random re-init=$t-reinit-seed*,random pruning=$t-randprune-seed*" \
+    --paired_tickets_name="$name"
 }
 
 # --- teleportation -------------------------------------------------------------------------
@@ -202,8 +224,8 @@ rifle() {  # TARGET VARIANT SEED: one fine-tuning run in the authors' regime
 }
 
 # --- lottery tickets -----------------------------------------------------------------------
-tickets() {  # SEED PARTS: training/lth_results.sh's gim60k experiment (resumes by round)
-  job "gim60k $2 seed $1" env SEED="$1" EXPERIMENTS=gim60k PARTS="$2" VERBOSE=2 \
+tickets() {  # EXPERIMENT SEED PARTS: an lth_results.sh experiment (resumes by round)
+  job "$1 $3 seed $2" env SEED="$2" EXPERIMENTS="$1" PARTS="$3" VERBOSE=2 \
     PYTHON="$PY" bash training/lth_results.sh
 }
 
@@ -216,18 +238,16 @@ print(" ".join(str(r["round"]) for r in map(lambda p: json.loads(p.read_text()),
 EOF
 }
 
-ticket_probes() {
-  for seed in $TICKET_SEEDS; do
-    local dir=runs/lth/gim60k-ticket-seed$seed
-    [ -d "$dir" ] || continue
-    for r in $(probe_rounds "$dir"); do
-      local done_probes
-      done_probes=$(ls "$dir/probes/round$(printf %02d "$r")"/labelsall-*-seed[012].json \
-                    2>/dev/null | wc -l)
-      [ "$done_probes" -ge 3 ] && continue
-      job "probe $dir round $r" "$PY" training/probe.py --ticket_dir="$dir" --round="$r" \
-        --labels_per_class=0 --seeds=0,1,2 --verbose=0
-    done
+ticket_probes() {  # TICKET_DIR: probe the rounds probe_rounds names, unless done
+  local dir=$1
+  [ -d "$dir" ] || return 0
+  for r in $(probe_rounds "$dir"); do
+    local done_probes
+    done_probes=$(ls "$dir/probes/round$(printf %02d "$r")"/labelsall-*-seed[012].json \
+                  2>/dev/null | wc -l)
+    [ "$done_probes" -ge 3 ] && continue
+    job "probe $dir round $r" "$PY" training/probe.py --ticket_dir="$dir" --round="$r" \
+      --labels_per_class=0 --seeds=0,1,2 --verbose=0
   done
 }
 
@@ -235,7 +255,7 @@ package_ticket() {
   # Chosen again each time (seconds): a ticket seed that finished later may give a sparser
   # ticket; packaged again only when the choice differs from the one packaged ($done).
   local chosen=$OUT/chosen_ticket.json done=$OUT/package.done
-  job "choose the ticket" "$PY" training/report.py --choose_ticket="runs/lth/gim60k-ticket-seed*" \
+  job "choose the ticket" "$PY" training/report.py --choose_ticket="runs/lth/gim60k*-ticket-seed*" \
     --choose_ticket_out="$chosen" || return 0
   if cmp -s "$chosen" "$done"; then
     echo "$(stamp) package: this ticket was packaged earlier ($done)"; return 0
