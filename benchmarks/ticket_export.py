@@ -32,6 +32,12 @@ def main():
 
     import numpy as np
 
+    from gim_zoo.cli import native_logs_captured
+
+    with native_logs_captured():  # TensorFlow's start-up CUDA probing: noise on CPU machines
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
     from gim_zoo import registry
     from gim_zoo.data import load_fashion_mnist
     from gim_zoo.demo import accuracy, per_image_ms
@@ -64,9 +70,11 @@ def main():
                 for sparse in (False, True):
                     if which == 0 and sparse:
                         continue  # nothing to compress in a dense network
-                    path = export_tflite(
-                        exported, Path(tmp) / f"{which}-{quantize}-{sparse}.tflite",
-                        quantize=quantize, representative_images=train_x[:200], sparse=sparse)
+                    with native_logs_captured():  # the converter's C++ lines, per file
+                        path = export_tflite(
+                            exported, Path(tmp) / f"{which}-{quantize}-{sparse}.tflite",
+                            quantize=quantize, representative_images=train_x[:200],
+                            sparse=sparse)
                     lite = TFLiteModel(path, num_threads=1)
                     if supervised:
                         quality = accuracy(lite, images, test_y)
