@@ -134,9 +134,22 @@ def test_packaged_gim_ticket_loads_sparse(gim_ticket, tmp_path, monkeypatch):
     assert metrics["linear_probe"]["5"]["test_accuracy"] == rounds[1]["test_accuracy"]
     card = (tmp_path / "cards" / f"{name}.md").read_text()
     assert f"{100 * rounds[1]['remaining']:.1f}% of the prunable weights remain" in card
+    rule = metrics["ticket"]["pruning"]  # the GIM encoder has conv kernels only
+    assert rule.startswith("layerwise: ") and "conv kernel" in rule and "dense" not in rule
+    assert f"round 1 ({rule}): " in card
     with pytest.raises(ValueError, match="pruned 'gim-fmnist-resnet'; "
                                          "supervised-fmnist-resnet-ticket is a ticket of"):
         package_ticket("supervised-fmnist-resnet-ticket", path)
+
+
+def test_the_pruning_rule_in_words():
+    from training.experiments.lottery_rounds import pruning_rule
+
+    assert pruning_rule(LotteryConfig(global_rate=0.3, conv_rate=0.3), {"conv"}) == (
+        "global: 30% of all surviving weights per round, pooled")
+    assert pruning_rule(LotteryConfig(conv_rate=0.25), {"conv", "output"}) == (
+        "layerwise: 25% of each conv kernel's surviving weights, 10% of each output "
+        "kernel's surviving weights per round")
 
 
 def test_choose_round_is_the_sparsest_within_a_point():

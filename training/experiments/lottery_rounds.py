@@ -99,6 +99,16 @@ def is_self_supervised(network):
     return network not in NETWORKS and registry.get(network).objective in ("gim", "cpc")
 
 
+def pruning_rule(config, kinds):
+    """What a run pruned each round, in words, for a network with kernels of `kinds` (a
+    packaged ticket's metrics and card)."""
+    if config.global_rate:
+        return f"global: {config.global_rate:.0%} of all surviving weights per round, pooled"
+    rates = {**LAYERWISE_RATES, "conv": config.conv_rate}
+    return "layerwise: " + ", ".join(f"{rates[kind]:.0%} of each {kind} kernel's surviving "
+                                     "weights" for kind in sorted(kinds)) + " per round"
+
+
 def choose_round(rounds, tolerance=0.01):
     """The sparsest round still scoring within `tolerance` of the dense round 0: the
     winning ticket a run offers (round 0 itself if none is)."""

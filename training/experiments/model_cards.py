@@ -109,7 +109,9 @@ def _ticket_section(ticket):
         "## Lottery ticket",
         "",
         f"Iterative magnitude pruning of `{ticket['ticket_of']}`'s encoder, round "
-        f"{ticket['round']}: **{100 * ticket['weights_remaining']:.1f}% of the prunable "
+        f"{ticket['round']}"
+        f"{' (' + ticket['pruning'] + ')' if ticket.get('pruning') else ''}: "
+        f"**{100 * ticket['weights_remaining']:.1f}% of the prunable "
         "weights remain** (pruned ones are exactly zero in `model.weights.h5`; "
         "`encoder.tflite` stores them in TFLite's sparse format). Test score "
         f"{100 * ticket['ticket_test_accuracy']:.2f}% vs "

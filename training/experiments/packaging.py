@@ -291,7 +291,7 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
     the encoder as trained in the chosen round, pruned weights exactly zero. folder and
     overwrite as package_run's."""
     from gim_zoo.lottery import load_ticket
-    from .lottery_rounds import LotteryConfig, choose_round
+    from .lottery_rounds import LotteryConfig, choose_round, pruning_rule
     from .reports import read_rounds
 
     spec = registry.get(name)
@@ -334,6 +334,7 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
         "ticket": {
             "ticket_of": spec.ticket_of,
             "round": r,
+            "pruning": pruning_rule(config, masks.kinds()),
             "weights_remaining": masks.remaining(),
             "epochs_per_round": config.epochs,
             "train_examples": config.max_examples or 60000,
