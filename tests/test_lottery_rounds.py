@@ -243,6 +243,12 @@ def test_gim60kglobal_prunes_globally_at_gim60ks_sparsities():
     assert all("--ticket_dir=runs/lth/gim60kglobal-ticket-seed1" in line for line in lines[1:])
 
 
+def test_gim60kgloballate_rewinds_late_at_a_gentler_global_rate():
+    rc, lines, _ = lth_results_commands("ticket", "gim60kgloballate")
+    flags = lines[0].split()
+    assert rc == 0 and {"--global_rate=0.2", "--rewind_step=100", "--rounds=12"} <= set(flags)
+
+
 def test_lth_results_refuses_an_unknown_part():
     rc, lines, err = lth_results_commands("ticket probes")
     assert rc == 2 and not lines

@@ -23,10 +23,11 @@
 #                        sharpness_max, 5 seeds (30 runs); (b) MLP with SGD, AdaGrad,
 #                        Adam, one teleport at initialisation vs none, 5 seeds (30 runs);
 #                        (c) GIM module 1 under InfoNCE, 5 seeds (10 runs)
-#   tickets       5.5 h  IMP of the GIM encoder under InfoNCE, rounds of one epoch of the
-#                        60,000 images, 10 rounds to 4% of the weights, seeds 0 and 1, for
-#                        each of TICKET_EXPERIMENTS (lth_results.sh's gim60kglobal: global
-#                        pruning; gim60k: layerwise); ~75 min a run (415-470 s a round,
+#   tickets       8.5 h  IMP of the GIM encoder under InfoNCE, rounds of one epoch of the
+#                        60,000 images, seeds 0 and 1, for each of TICKET_EXPERIMENTS
+#                        (lth_results.sh's gim60kgloballate: global 20% per round, late
+#                        rewinding, 12 rounds to 8.6%; gim60kglobal: global 30%, 10 rounds
+#                        to 4%; gim60k: layerwise 30%); 75-90 min a run (415-470 s a round,
 #                        measured); after each run its probes (linear, all labels, 3 probe
 #                        seeds, ~3.5 min each: the dense round and every round at <= 15%
 #                        of the weights) and the package step
@@ -34,7 +35,7 @@
 #   package       0.3 h  the sparsest ticket round <= 15% within a point of dense on the
 #                        probe, over every ticket run: bundled (package.py), SavedModel +
 #                        TFLite sizes/latencies
-#   ticket-controls 10 h  random re-init and random pruning at the tickets' sparsities,
+#   ticket-controls 15 h  random re-init and random pruning at the tickets' sparsities,
 #                        seeds 0 and 1, per experiment (4 runs each), then its report
 #   rifle-small   3.3 h  fine-tuning, the authors' regime, Fashion-MNIST 1% of the labels
 #                        and the digits: plain, RIFLE M=1,2,3, M=3 with the cyclic head
@@ -54,7 +55,7 @@ main() {
                   rifle-10-more"}
   SEEDS=${SEEDS:-"0 1 2 3 4"}
   TICKET_SEEDS=${TICKET_SEEDS:-"0 1"}
-  TICKET_EXPERIMENTS=${TICKET_EXPERIMENTS:-"gim60kglobal gim60k"}
+  TICKET_EXPERIMENTS=${TICKET_EXPERIMENTS:-"gim60kgloballate gim60kglobal gim60k"}
   OUT=runs/seeds
   mkdir -p "$OUT"
   exec 9>"$OUT/schedule.lock"
