@@ -89,6 +89,9 @@ def paired_reports(f):
         jobs.append(("teleport", results, paired.teleport_pairs_table, paired.teleport_headline,
                      paired.plot_teleport_pairs))
     if f.paired_tickets:
+        if not re.fullmatch(r"[\w.-]+", f.paired_tickets_name):
+            raise app.UsageError("--paired_tickets_name is a file name stem (letters, digits, "
+                                 f"'_', '-', '.'), got {f.paired_tickets_name!r}")
         runs = {}
         for item in f.paired_tickets.split(","):
             label, _, pattern = item.partition("=")
@@ -97,10 +100,8 @@ def paired_reports(f):
             runs[label] = sorted(glob.glob(pattern))
         results = paired.ticket_results(runs)
         probes = paired.ticket_probes(next(iter(runs.values()), []))
-        if not re.fullmatch(r"[\w.-]+", f.paired_tickets_name):
-            raise app.UsageError("--paired_tickets_name is a file name stem (letters, digits, "
-                                 f"'_', '-', '.'), got {f.paired_tickets_name!r}")
-        jobs.append((f.paired_tickets_name, results, lambda r: paired.ticket_pairs_table(r, probes),
+        jobs.append((f.paired_tickets_name, results,
+                     lambda r: paired.ticket_pairs_table(r, probes),
                      lambda r: paired.ticket_headline(r, probes), paired.plot_ticket_pairs))
     for name, results, table_of, headline_of, plot in jobs:
         if not results:
