@@ -52,6 +52,39 @@ def test_controls_use_the_tickets_sparsity(tmp_path, control):
     assert [r["remaining"] for r in rounds] == pytest.approx([r["remaining"] for r in ticket])
 
 
+@pytest.mark.slow
+def test_a_control_trains_only_its_rounds_from_the_tickets_rewind_point(tmp_path):
+    from gim_zoo.lottery.masks import load_arrays
+
+    run_imp(config(tmp_path, "ticket", rewind_step=3))
+    control = config(tmp_path, "prune", control="random_prune", rewind_step=3,
+                     ticket_dir=str(tmp_path / "ticket"), control_rounds="2")
+    assert [r["round"] for r in run_imp(control)] == [2]
+    rounds = tmp_path / "prune" / "rounds"
+    assert sorted(p.name for p in rounds.glob("round*.json")) == ["round02.json"]
+    ticket_round = json.loads((tmp_path / "ticket/rounds/round02.json").read_text())
+    assert json.loads((rounds / "round02.json").read_text())["remaining"] == pytest.approx(
+        ticket_round["remaining"])
+    for mine, theirs in zip(load_arrays(tmp_path / "prune" / "rewind_point.npz"),
+                            load_arrays(tmp_path / "ticket" / "rewind_point.npz")):
+        np.testing.assert_array_equal(mine, theirs)  # not a rewind point of its own
+    done = (rounds / "round02.json").stat().st_mtime_ns
+    control.control_rounds = "1,2"  # more rounds later: the same run goes on
+    assert [r["round"] for r in run_imp(control)] == [1, 2]
+    assert (rounds / "round02.json").stat().st_mtime_ns == done  # not trained again
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(control_rounds="2"), "is for a control run"),
+    (dict(control="random_prune", control_rounds="2,x"), "comma-separated round numbers"),
+    (dict(control="random_prune", control_rounds="1,3"), r"round\(s\) \[3\] outside 0..2"),
+])
+def test_bad_control_rounds_are_refused_before_anything_is_written(tmp_path, kw, message):
+    with pytest.raises(ValueError, match=message):
+        run_imp(config(tmp_path, "c", ticket_dir=str(tmp_path / "t"), **kw))
+    assert not (tmp_path / "c").exists()
+
+
 def test_control_without_ticket_is_refused(tmp_path):
     with pytest.raises(ValueError, match="needs --ticket_dir"):
         run_imp(config(tmp_path, "c", control="random_prune"))
@@ -202,7 +235,7 @@ def test_a_packaged_ticket_names_the_experiment_that_made_it():
     assert ticket_command(spec, "/tmp/elsewhere", 0) == spec.training_command(0)
 
 
-def lth_results_commands(parts, experiment="gim60k"):
+def lth_results_commands(parts, experiment="gim60k", **env):
     """What training/lth_results.sh would run for one experiment with PARTS=parts (its
     Python replaced by `echo`)."""
     import os
@@ -211,9 +244,46 @@ def lth_results_commands(parts, experiment="gim60k"):
 
     script = Path(__file__).resolve().parents[1] / "training" / "lth_results.sh"
     env = {**os.environ, "PYTHON": "echo", "EXPERIMENTS": experiment, "SEED": "1",
-           "PARTS": parts}
+           "PARTS": parts, **env}
     done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
     return done.returncode, done.stdout.splitlines(), done.stderr
+
+
+def test_lth_results_limits_only_the_controls_to_control_rounds():
+    rc, lines, _ = lth_results_commands("ticket controls", CONTROL_ROUNDS="6,7")
+    assert rc == 0 and "--control_rounds" not in lines[0]
+    assert all(line.split()[-1] == "--control_rounds=6,7" for line in lines[1:3])
+    assert "--control_rounds" not in " ".join(lth_results_commands("controls")[1])
+
+
+def test_seeds_schedule_runs_controls_at_the_probed_pruned_rounds(tmp_path):
+    """seeds_results.sh's ticket-controls: each seed's controls at the ticket's rounds at
+    <= 15% of the weights (not round 0, not the denser rounds); none before such a round."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "training").mkdir()
+    for name in ("seeds_results.sh", "lth_results.sh"):
+        shutil.copy(root / "training" / name, tmp_path / "training" / name)
+    for r, remaining in enumerate([1.0, 0.3, 0.15, 0.1]):
+        (tmp_path / "runs/lth/gim60k-ticket-seed0/rounds").mkdir(parents=True, exist_ok=True)
+        (tmp_path / f"runs/lth/gim60k-ticket-seed0/rounds/round{r:02d}.json").write_text(
+            json.dumps({"round": r, "remaining": remaining}))
+    python = tmp_path / "python"  # runs the schedule's inline Python, echoes its jobs
+    python.write_text(f'#!/bin/sh\n[ "$1" = - ] && exec {sys.executable} "$@"\necho "$@"\n')
+    python.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(python), "STEPS": "ticket-controls",
+           "TICKET_EXPERIMENTS": "gim60k", "TICKET_SEEDS": "0 1"}
+    done = subprocess.run(["bash", "training/seeds_results.sh"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    controls = [line for line in done.stdout.splitlines() if "--control=" in line]
+    assert len(controls) == 2 and all("--control_rounds=2,3" in line for line in controls)
+    assert "gim60k controls seed 1: no ticket round at <= 15% of the weights yet" in done.stdout
 
 
 def test_lth_results_runs_the_ticket_apart_from_its_controls():

@@ -154,6 +154,24 @@ def test_ticket_table_pairs_rounds_with_dense_and_controls(tmp_path):
     assert paired.plot_ticket_pairs(results, tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_control_of_some_rounds_pairs_at_those_rounds_only(tmp_path):
+    runs = ticket_runs(tmp_path)
+    for seed in (0, 1):  # random pruning trained round 3 only (lottery.py --control_rounds)
+        write(tmp_path / f"t-prune-seed{seed}" / "config.json",
+              {"network": "gim-fmnist-resnet", "seed": seed, "control": "random_prune"})
+        write(tmp_path / f"t-prune-seed{seed}" / "rounds" / "round03.json",
+              {"round": 3, "test_accuracy": 0.70, "remaining": 0.08})
+    runs["random pruning"] = sorted(map(str, tmp_path.glob("t-prune-seed*")))
+    results = paired.ticket_results(runs)
+    assert sorted(results["random pruning"][1]) == [3]
+    table = paired.ticket_pairs_table(results).splitlines()
+    rows = [line for line in table if "minus random pruning" in line]
+    assert rows[:3] == ["| | | | minus random pruning | - | - | - |"] * 3  # rounds 0-2
+    assert rows[3] == "| | | | minus random pruning | +8.50, +7.50 | +8.00 | +1.65 to +14.35 |"
+    assert paired.ticket_headline(results).endswith("+8.00 points vs random pruning")
+    assert paired.plot_ticket_pairs(results, tmp_path / "k.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_choose_ticket_is_the_sparsest_round_within_a_point_on_three_probe_seeds(tmp_path):
     runs = ticket_runs(tmp_path)
     chosen = paired.choose_ticket(runs["ticket"])

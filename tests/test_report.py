@@ -45,7 +45,7 @@ def test_ticket_plot_and_table_from_round_files(tmp_path):
             write(tmp_path / label / "rounds" / f"round{r:02d}.json",
                   {"round": r, "remaining": remaining, "test_accuracy": acc - 0.01 * r,
                    "early_stop_iteration": 1000 - 100 * r})
-    assert [r["round"] for r in reports.read_rounds(tmp_path / "ticket0")] == [0, 1, 2]
+    assert sorted(reports.read_rounds(tmp_path / "ticket0")) == [0, 1, 2]
     runs = {"ticket": [tmp_path / "ticket0", tmp_path / "ticket1"],
             "random re-init": tmp_path / "reinit"}
     reports.plot_tickets(runs, tmp_path / "t.png", title="LeNet")
@@ -54,6 +54,13 @@ def test_ticket_plot_and_table_from_round_files(tmp_path):
     assert len(table) == 2 + 2  # the rounds both seeds finished
     assert table[2] == "| 100.0% | 85.00% (80.00-90.00) | 80.00% |"
     assert table[3] == "| 80.0% | 84.00% (79.00-89.00) | 79.00% |"
+    write(tmp_path / "prune" / "rounds" / "round01.json",  # a control of round 1 only
+          {"round": 1, "remaining": 0.8, "test_accuracy": 0.7, "early_stop_iteration": 900})
+    runs["random pruning"] = tmp_path / "prune"
+    reports.plot_tickets(runs, tmp_path / "t.png", title="LeNet")
+    table = reports.ticket_table(runs).splitlines()
+    assert table[2:] == ["| 100.0% | 85.00% (80.00-90.00) | 80.00% | - |",
+                         "| 80.0% | 84.00% (79.00-89.00) | 79.00% | 70.00% |"]
 
 
 def test_deep_table_aggregates_probe_seeds(tmp_path):

@@ -8,6 +8,8 @@
 # VERBOSE=2 prints one line per epoch (default 0: one line per finished run). PARTS chooses
 # what of each experiment runs (default "ticket controls plot"): training/seeds_results.sh
 # runs the ticket runs first and their controls later, so a ticket can be probed sooner.
+# CONTROL_ROUNDS (e.g. "9,10,11"; default every round) limits the controls to those rounds
+# (lottery.py --control_rounds: a control's rounds are independent of each other).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -15,6 +17,7 @@ SEED=${SEED:-0}
 VERBOSE=${VERBOSE:-0}
 EXPERIMENTS=${EXPERIMENTS:-"lenet conv2 conv2late gim resnet"}
 PARTS=${PARTS:-"ticket controls plot"}
+CONTROL_ROUNDS=${CONTROL_ROUNDS:-}
 for part in $PARTS; do
   case $part in ticket|controls|plot) ;;
     *) echo "unknown part $part in PARTS (ticket, controls, plot)" >&2; exit 2 ;;
@@ -34,7 +37,8 @@ experiment() {  # NAME CONTROLS ARGS...: ticket run, controls, plot
     esac
     local dir=runs/lth/$name-$short-seed$SEED
     wants controls && $PY training/lottery.py "$@" --seed=$SEED --verbose=$VERBOSE \
-      --control=$control --ticket_dir="$out" --out_dir="$dir"
+      --control=$control --ticket_dir="$out" --out_dir="$dir" \
+      ${CONTROL_ROUNDS:+--control_rounds="$CONTROL_ROUNDS"}
     plots="$plots,$label=$dir"
   done
   wants plot && $PY training/report.py --tickets_out=runs/lth/$name-seed$SEED.png \

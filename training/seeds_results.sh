@@ -35,8 +35,9 @@
 #   package       0.3 h  the sparsest ticket round <= 15% within a point of dense on the
 #                        probe, over every ticket run: bundled (package.py), SavedModel +
 #                        TFLite sizes/latencies
-#   ticket-controls 15 h  random re-init and random pruning at the tickets' sparsities,
-#                        seeds 0 and 1, per experiment (4 runs each), then its report
+#   ticket-controls 6 h  random re-init and random pruning at the tickets' sparsities
+#                        (the rounds at <= 15% of the weights that were probed, 3-4 per
+#                        run), seeds 0 and 1, about 2 h per experiment, then its report
 #   rifle-small   3.3 h  fine-tuning, the authors' regime, Fashion-MNIST 1% of the labels
 #                        and the digits: plain, RIFLE M=1,2,3, M=3 with the cyclic head
 #                        rate, random-init encoder; 5 seeds (60 runs, ~3 min each)
@@ -94,7 +95,7 @@ main() {
                done ;;
       ticket-controls) for experiment in $TICKET_EXPERIMENTS; do
                          for seed in $TICKET_SEEDS; do
-                           tickets "$experiment" "$seed" "controls plot"
+                           ticket_controls "$experiment" "$seed"
                          done
                          report_tickets "$experiment"
                        done ;;
@@ -225,9 +226,19 @@ rifle() {  # TARGET VARIANT SEED: one fine-tuning run in the authors' regime
 }
 
 # --- lottery tickets -----------------------------------------------------------------------
-tickets() {  # EXPERIMENT SEED PARTS: an lth_results.sh experiment (resumes by round)
+tickets() {  # EXPERIMENT SEED PARTS [CONTROL_ROUNDS]: an lth_results.sh experiment
   job "$1 $3 seed $2" env SEED="$2" EXPERIMENTS="$1" PARTS="$3" VERBOSE=2 \
-    PYTHON="$PY" bash training/lth_results.sh
+    CONTROL_ROUNDS="${4:-}" PYTHON="$PY" bash training/lth_results.sh
+}
+
+ticket_controls() {  # EXPERIMENT SEED: the controls at the ticket's probed pruned rounds
+  local dir=runs/lth/$1-ticket-seed$2 rounds
+  [ -d "$dir" ] && rounds=$(probe_rounds "$dir" | tr ' ' '\n' | grep -vx 0 | paste -sd, -)
+  if [ -z "${rounds:-}" ]; then
+    echo "$(stamp) $1 controls seed $2: no ticket round at <= 15% of the weights yet"
+    return 0
+  fi
+  tickets "$1" "$2" "controls plot" "$rounds"
 }
 
 probe_rounds() {  # TICKET_DIR: round 0 and every finished round at <= 15% of the weights

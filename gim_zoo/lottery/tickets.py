@@ -43,12 +43,24 @@ def completed_rounds(run_dir):
     return done
 
 
+_RECOVER_ROUND = ("restore it from a copy, or delete it: re-running the run's lottery.py "
+                  "command trains that round again")
+
+
 def read_round_metrics(run_dir):
-    """Every finished round's metrics (rounds/roundNN.json), round 0 first."""
-    recover = ("restore it from a copy, or delete it: re-running the run's lottery.py "
-               "command trains that round again")
-    return [read_json_object(round_metrics_path(run_dir, r), recover)
+    """Every finished round's metrics (rounds/roundNN.json), round 0 first, up to the first
+    unfinished round."""
+    return [read_json_object(round_metrics_path(run_dir, r), _RECOVER_ROUND)
             for r in range(completed_rounds(run_dir))]
+
+
+def round_metrics_by_number(run_dir):
+    """{round: metrics} of every finished round, gaps included: a control run may train
+    only some rounds (lottery.py --control_rounds)."""
+    found = {}
+    for path in sorted((Path(run_dir) / "rounds").glob("round[0-9][0-9].json")):
+        found[int(path.stem[len("round"):])] = read_json_object(path, _RECOVER_ROUND)
+    return found
 
 
 def read_round_masks(masks, run_dir, r):

@@ -5,7 +5,10 @@ smallest surviving weights and rewind the rest. Each round's masks and metrics a
 before the next starts, so a killed run resumes at the round it was in. Controls are
 first-class runs that read the ticket run's masks: `random_reinit` (the ticket's mask, a
 fresh random initialisation) and `random_prune` (random masks with the ticket's per-layer
-counts, the ticket's init).
+counts, the ticket's init). A control starts every round from the ticket run's rewind point
+(re-initialised for `random_reinit`) and may train only some rounds (`control_rounds`:
+each round is independent of the others, so a control can be run at the sparsities that
+matter only).
 
 Networks (gim_zoo.lottery.networks): supervised LeNet-300-100 and Conv-2 (scored by test
 accuracy), or a GIM encoder pruned under its own InfoNCE losses with no labels (scored by a
@@ -27,7 +30,8 @@ from gim_zoo.lottery import LAYERWISE_RATES, NETWORKS, PruneWithRewind, PruningM
 from gim_zoo.lottery.networks import build_network
 from gim_zoo.lottery.tickets import (completed_rounds, masks_path, read_round_masks,
                                      read_round_metrics, rewind_point_path,
-                                     round_metrics_path, trained_weights_path)
+                                     round_metrics_by_number, round_metrics_path,
+                                     trained_weights_path)
 from gim_zoo.models.probe import balanced_subset, fit_linear_probe
 from gim_zoo.validation import check_config, integer, number, rate
 from .run_directory import RunDirectory
@@ -56,6 +60,7 @@ class LotteryConfig:
     conv_rate: float = 0.15
     control: str = ""
     ticket_dir: str = ""
+    control_rounds: str = ""  # e.g. "9,10,11"; empty: every round below `rounds`
     seed: int = 0
     max_examples: int = 0
     eval_examples: int = 0
@@ -89,6 +94,8 @@ class LotteryConfig:
         "global_rate": "prune this fraction of all surviving weights per round, pooled",
         "control": "'', 'random_reinit' or 'random_prune' (needs --ticket_dir)",
         "ticket_dir": "the ticket run a control takes its masks from",
+        "control_rounds": "a control: train only these rounds (comma-separated, e.g. "
+                          "9,10,11); default every round",
         "eval_examples": "test images used (0: all 10,000)",
         "probe_labels_per_class": "GIM encoders: labels per class for the round's probe",
         "probe_steps": "GIM encoders: Adam steps of the round's probe",
@@ -230,6 +237,7 @@ def run_imp(config):
         raise ValueError("a control run needs --ticket_dir (the ticket run to compare with)")
     if not config.out_dir:
         raise ValueError("--out_dir is required")
+    todo_rounds = _control_rounds(config)  # checked before the run directory is written
     run = RunDirectory(config.out_dir)
     run.prepare(dataclasses.asdict(config), defaults=dataclasses.asdict(LotteryConfig()))
     (run.path / "rounds").mkdir(exist_ok=True)
@@ -246,10 +254,15 @@ def run_imp(config):
                              prune_at_end=not config.control,
                              rewind_at_end=bool(config.control))
 
-    start = completed_rounds(run.path)
-    if start:
-        rewind.rewind_to_saved(model, rewind_point_path(run.path))
-    for r in range(start, config.rounds):
+    if config.control:  # each round independent: those not finished, from the ticket's
+        todo = [r for r in todo_rounds if not round_metrics_path(run.path, r).exists()]
+        if todo:
+            rewind.rewind_to_saved(model, _ticket_rewind_point(config.ticket_dir))
+    else:  # each round's masks come from the one before: resume at the first unfinished
+        todo = range(completed_rounds(run.path), config.rounds)
+        if todo and todo[0]:
+            rewind.rewind_to_saved(model, rewind_point_path(run.path))
+    for r in todo:
         round_masks = _masks_for_round(config, run, masks, r)
         if round_masks is not None:
             masks.assign(round_masks)
@@ -261,9 +274,36 @@ def run_imp(config):
         if not config.control:
             masks.save(masks_path(run.path, r + 1))
         atomic_write_json(round_metrics_path(run.path, r), trained.metrics)
-    rounds = read_round_metrics(run.path)
+    rounds = (list(round_metrics_by_number(run.path).values()) if config.control
+              else read_round_metrics(run.path))
     run.update_metrics(rounds=rounds, status="complete")
     return rounds
+
+
+def _control_rounds(config):
+    """The rounds a run trains: every one below `rounds`, or a control's `control_rounds`."""
+    if not config.control_rounds:
+        return list(range(config.rounds))
+    if not config.control:
+        raise ValueError("--control_rounds is for a control run (with --control)")
+    try:
+        chosen = sorted({int(part) for part in config.control_rounds.split(",")})
+    except ValueError:
+        raise ValueError(f"--control_rounds must be comma-separated round numbers, got "
+                         f"{config.control_rounds!r}") from None
+    outside = [r for r in chosen if not 0 <= r < config.rounds]
+    if outside:
+        raise ValueError(f"--control_rounds: round(s) {outside} outside 0..{config.rounds - 1}"
+                         f" (--rounds={config.rounds})")
+    return chosen
+
+
+def _ticket_rewind_point(ticket_dir):
+    path = rewind_point_path(ticket_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: a control starts from its ticket "
+                                "run's rewind point (has the ticket run finished round 0?)")
+    return path
 
 
 def _masks_for_round(config, run, masks, r):

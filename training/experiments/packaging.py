@@ -291,8 +291,8 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
     the encoder as trained in the chosen round, pruned weights exactly zero. folder and
     overwrite as package_run's."""
     from gim_zoo.lottery import load_ticket
+    from gim_zoo.lottery.tickets import read_round_metrics
     from .lottery_rounds import LotteryConfig, choose_round, pruning_rule
-    from .reports import read_rounds
 
     spec = registry.get(name)
     check_out_dir(folder, ticket_dir, overwrite)
@@ -303,7 +303,7 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
         raise ValueError(f"{ticket_dir} pruned {config.network!r}"
                          f"{' as a control' if config.control else ''}; {name} is a ticket "
                          f"of {spec.ticket_of!r}")
-    rounds = read_rounds(ticket_dir)
+    rounds = read_round_metrics(ticket_dir)
     if len(rounds) < 2:
         raise ValueError(f"{ticket_dir} has no pruned round yet")
     r = choose_round(rounds) if round_index is None else round_index

@@ -291,15 +291,15 @@ def plot_teleport_pairs(results, out_path):
 
 # --- lottery tickets ------------------------------------------------------------------------
 def ticket_results(runs):
-    """{label: {seed: [round metrics]}} from lottery.py run directories.
-    runs: {label: [run directories]}, the ticket's label first."""
-    from gim_zoo.lottery.tickets import read_round_metrics, ticket_config
+    """{label: {seed: {round: metrics}}} from lottery.py run directories (a control may
+    have trained only some rounds). runs: {label: [run directories]}, the ticket's first."""
+    from gim_zoo.lottery.tickets import round_metrics_by_number, ticket_config
 
     results = {}
     for label, dirs in runs.items():
         for d in dirs:
             if RunLayout(d).config_path.exists():
-                rounds = read_round_metrics(d)
+                rounds = round_metrics_by_number(d)
                 if rounds:
                     results.setdefault(label, {})[ticket_config(d).get("seed", 0)] = rounds
     return results
@@ -323,7 +323,12 @@ def ticket_probes(ticket_dirs):
 
 
 def _by_round(per_seed, r, key="test_accuracy", scale=100.0):
-    return {s: scale * rounds[r][key] for s, rounds in per_seed.items() if len(rounds) > r}
+    return {s: scale * rounds[r][key] for s, rounds in per_seed.items() if r in rounds}
+
+
+def _common_rounds(per_seed):
+    """The rounds every seed's run has finished, in order."""
+    return sorted(set.intersection(*map(set, per_seed.values()))) if per_seed else []
 
 
 def ticket_pairs_table(results, probes=None):
@@ -333,12 +338,12 @@ def ticket_pairs_table(results, probes=None):
     if not labels:
         return ""
     ticket = results[labels[0]]
-    rounds = max(len(r) for r in ticket.values())
+    rounds = sorted(set().union(*ticket.values()))
     lines = ["| round | weights remaining | ticket top-1 (%), mean | comparison | per seed "
              "(points) | mean difference | 95% interval |", "|---:|---:|---:|---|---|---:|---:|"]
-    for r in range(rounds):
+    for r in rounds:
         scores = _by_round(ticket, r)
-        remaining = np.mean([100 * rs[r]["remaining"] for rs in ticket.values() if len(rs) > r])
+        remaining = np.mean([100 * rs[r]["remaining"] for rs in ticket.values() if r in rs])
         comparisons = [("minus dense (round 0)", _by_round(ticket, 0))] if r else []
         comparisons += [(f"minus {label}", _by_round(results[label], r))
                         for label in labels[1:]]
@@ -356,7 +361,7 @@ def ticket_pairs_table(results, probes=None):
             dense = np.mean(by_round[0]) if 0 in by_round else None
             for r, accs in sorted(by_round.items()):
                 remaining = 100 * ticket[seed][r]["remaining"] if seed in ticket and \
-                    len(ticket[seed]) > r else math.nan
+                    r in ticket[seed] else math.nan
                 diff = None if dense is None or r == 0 else np.mean(accs) - dense
                 lines.append(f"| {r} | {remaining:.1f}% | {seed} | {len(accs)} | "
                              f"{np.mean(accs):.2f} | {_num(diff, '+.2f')} |")
@@ -397,7 +402,7 @@ def ticket_headline(results, probes=None):
     if not labels:
         return ""
     ticket = results[labels[0]]
-    r = min(len(rs) for rs in ticket.values()) - 1
+    r = max(_common_rounds(ticket), default=0)
     if r < 1:
         return ""
     remaining = np.mean([100 * rs[r]["remaining"] for rs in ticket.values()])
@@ -416,13 +421,15 @@ def plot_ticket_pairs(results, out_path):
     labels = list(results)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     ticket = results[labels[0]] if labels else {}
-    rounds = min((len(r) for r in ticket.values()), default=0)
-    remaining = [np.mean([100 * rs[r]["remaining"] for rs in ticket.values()])
-                 for r in range(rounds)]
+    rounds = _common_rounds(ticket)
     comparisons = [("dense (round 0)", lambda r: _by_round(ticket, 0))] + \
         [(label, lambda r, label=label: _by_round(results[label], r)) for label in labels[1:]]
     for i, (name, other) in enumerate(comparisons):
-        ps = [paired(other(r), _by_round(ticket, r)) for r in range(rounds)]
+        ps = [paired(other(r), _by_round(ticket, r)) for r in rounds]
+        kept = [k for k, p in enumerate(ps) if p["seeds"]]  # a control may skip rounds
+        ps = [ps[k] for k in kept]
+        remaining = [np.mean([100 * rs[rounds[k]]["remaining"] for rs in ticket.values()])
+                     for k in kept]
         x = np.array(remaining) * (1.0 + 0.03 * i)  # side by side on the log axis
         for xi, p in zip(x, ps):
             ax.plot([xi] * len(p["diffs"]), p["diffs"], ".", color=f"C{i}", alpha=0.5)

@@ -142,29 +142,29 @@ def plot_budgets(rows, out_path):
 
 
 def read_rounds(run_dir):
-    """Per-round metrics of an IMP run directory (training/lottery.py), read where the
+    """{round: metrics} of an IMP run directory (training/lottery.py), read where the
     ticket-run layout says (imported here: it loads Keras, which other tables need not)."""
-    from gim_zoo.lottery.tickets import read_round_metrics
+    from gim_zoo.lottery.tickets import round_metrics_by_number
 
-    return read_round_metrics(run_dir)
+    return round_metrics_by_number(run_dir)
 
 
 def ticket_curves(runs):
-    """{label: (remaining %, {metric: (seeds x rounds) array})} over the rounds that every
-    seed's run has finished. runs: {label: [run directory per seed]}."""
+    """{label: (rounds, remaining %, {metric: (seeds x rounds) array})} over the rounds that
+    every seed's run has finished (a control may have trained only some).
+    runs: {label: [run directory per seed]}."""
     import numpy as np
 
     curves = {}
     for label, dirs in runs.items():
-        per_seed = [read_rounds(d) for d in dirs]
-        per_seed = [r for r in per_seed if r]
-        if not per_seed:
+        per_seed = [r for r in map(read_rounds, dirs) if r]
+        rounds = sorted(set.intersection(*map(set, per_seed))) if per_seed else []
+        if not rounds:
             continue
-        n = min(len(r) for r in per_seed)
-        remaining = [100 * per_seed[0][i]["remaining"] for i in range(n)]
-        metrics = {key: np.array([[r[i][key] for i in range(n)] for r in per_seed], float)
+        remaining = [100 * per_seed[0][i]["remaining"] for i in rounds]
+        metrics = {key: np.array([[r[i][key] for i in rounds] for r in per_seed], float)
                    for key in ("test_accuracy", "early_stop_iteration")}
-        curves[label] = (remaining, metrics)
+        curves[label] = (rounds, remaining, metrics)
     return curves
 
 
@@ -175,7 +175,7 @@ def plot_tickets(runs, out_path, title=""):
     runs: {label: run directory or [one per seed]}, e.g. ticket and its controls."""
     runs = {k: [v] if isinstance(v, (str, Path)) else list(v) for k, v in runs.items()}
     fig, (acc_ax, stop_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for label, (remaining, metrics) in ticket_curves(runs).items():
+    for label, (_, remaining, metrics) in ticket_curves(runs).items():
         seeds = len(metrics["test_accuracy"])
         for ax, key, scale in ((acc_ax, "test_accuracy", 100),
                                (stop_ax, "early_stop_iteration", 1)):
@@ -199,18 +199,21 @@ def ticket_table(runs):
     if not curves:
         return ""
     labels = list(curves)
-    n = min(len(c[0]) for c in curves.values())
-    seeds = {label: len(curves[label][1]["test_accuracy"]) for label in labels}
+    seeds = {label: len(curves[label][2]["test_accuracy"]) for label in labels}
     lines = ["| weights remaining | " + " | ".join(
                  f"{label} top-1, {seeds[label]} seed(s)" for label in labels) + " |",
              "|---:|" + "---:|" * len(labels)]
-    for i in range(n):
+    rounds, remaining, _ = curves[labels[0]]  # rows: the first label's (the ticket's) rounds
+    for r, left in zip(rounds, remaining):
         cells = []
         for label in labels:
-            acc = 100 * curves[label][1]["test_accuracy"][:, i]
+            if r not in curves[label][0]:
+                cells.append("-")
+                continue
+            acc = 100 * curves[label][2]["test_accuracy"][:, curves[label][0].index(r)]
             spread = f" ({acc.min():.2f}-{acc.max():.2f})" if len(acc) > 1 else ""
             cells.append(f"{acc.mean():.2f}%{spread}")
-        lines.append(f"| {curves[labels[0]][0][i]:.1f}% | " + " | ".join(cells) + " |")
+        lines.append(f"| {left:.1f}% | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -33,7 +33,7 @@ from gim_zoo.files import (DamagedFileError, atomic_write_json, atomic_write_tex
                            remove_orphaned_temporaries)
 
 # Keys that may change between invocations of the same run (they don't change the result).
-RESUMABLE_KEYS = ("epochs", "rounds", "verbose")
+RESUMABLE_KEYS = ("epochs", "rounds", "control_rounds", "verbose")
 # Keys naming the run directory itself: the directory holding config.json is that run
 # whether it was named by a relative or an absolute path (or has been moved since).
 LOCATION_KEYS = ("out_dir",)
