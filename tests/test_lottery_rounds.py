@@ -169,7 +169,8 @@ def test_packaged_gim_ticket_loads_sparse(gim_ticket, tmp_path, monkeypatch):
     assert f"{100 * rounds[1]['remaining']:.1f}% of the prunable weights remain" in card
     rule = metrics["ticket"]["pruning"]  # the GIM encoder has conv kernels only
     assert rule.startswith("layerwise: ") and "conv kernel" in rule and "dense" not in rule
-    assert f"round 1 ({rule}): " in card
+    assert metrics["ticket"]["rewinding"] == "survivors rewound to their initial values"
+    assert f"round 1 ({rule}; survivors rewound to their initial values): " in card
     with pytest.raises(ValueError, match="pruned 'gim-fmnist-resnet'; "
                                          "supervised-fmnist-resnet-ticket is a ticket of"):
         package_ticket("supervised-fmnist-resnet-ticket", path)
@@ -183,6 +184,14 @@ def test_the_pruning_rule_in_words():
     assert pruning_rule(LotteryConfig(conv_rate=0.25), {"conv", "output"}) == (
         "layerwise: 25% of each conv kernel's surviving weights, 10% of each output "
         "kernel's surviving weights per round")
+
+
+def test_the_rewinding_rule_in_words():
+    from training.experiments.lottery_rounds import rewinding_rule
+
+    assert rewinding_rule(LotteryConfig()) == "survivors rewound to their initial values"
+    assert rewinding_rule(LotteryConfig(rewind_step=100)) == (
+        "survivors rewound to their values after step 100 of round 0 (late rewinding)")
 
 
 def test_choose_round_is_the_sparsest_within_a_point():
@@ -317,6 +326,13 @@ def test_gim60kgloballate_rewinds_late_at_a_gentler_global_rate():
     rc, lines, _ = lth_results_commands("ticket", "gim60kgloballate")
     flags = lines[0].split()
     assert rc == 0 and {"--global_rate=0.2", "--rewind_step=100", "--rounds=12"} <= set(flags)
+
+
+def test_gim60kglobal2ep_is_gim60kglobal_with_rounds_of_two_epochs():
+    flags = set(lth_results_commands("ticket", "gim60kglobal2ep")[1][0].split())
+    one_epoch = set(lth_results_commands("ticket", "gim60kglobal")[1][0].split())
+    assert flags - one_epoch == {"--epochs=2", "--rounds=8",
+                                 "--out_dir=runs/lth/gim60kglobal2ep-ticket-seed1"}
 
 
 def test_lth_results_refuses_an_unknown_part():

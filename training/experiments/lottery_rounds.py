@@ -116,6 +116,15 @@ def pruning_rule(config, kinds):
                                      "weights" for kind in sorted(kinds)) + " per round"
 
 
+def rewinding_rule(config):
+    """Where a run rewound the surviving weights to each round, in words (a packaged
+    ticket's metrics and card)."""
+    if config.rewind_step:
+        return (f"survivors rewound to their values after step {config.rewind_step} of "
+                "round 0 (late rewinding)")
+    return "survivors rewound to their initial values"
+
+
 def choose_round(rounds, tolerance=0.01):
     """The sparsest round still scoring within `tolerance` of the dense round 0: the
     winning ticket a run offers (round 0 itself if none is)."""

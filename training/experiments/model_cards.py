@@ -105,12 +105,13 @@ def _test_images(probes):
 
 
 def _ticket_section(ticket):
+    # the pruning and rewinding rules, as the ticket records them (older ones record none)
+    rules = "; ".join(ticket[key] for key in ("pruning", "rewinding") if ticket.get(key))
     return [
         "## Lottery ticket",
         "",
         f"Iterative magnitude pruning of `{ticket['ticket_of']}`'s encoder, round "
-        f"{ticket['round']}"
-        f"{' (' + ticket['pruning'] + ')' if ticket.get('pruning') else ''}: "
+        f"{ticket['round']}{f' ({rules})' if rules else ''}: "
         f"**{100 * ticket['weights_remaining']:.1f}% of the prunable "
         "weights remain** (pruned ones are exactly zero in `model.weights.h5`; "
         "`encoder.tflite` stores them in TFLite's sparse format). Test score "

@@ -292,7 +292,7 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
     overwrite as package_run's."""
     from gim_zoo.lottery import load_ticket
     from gim_zoo.lottery.tickets import read_round_metrics
-    from .lottery_rounds import LotteryConfig, choose_round, pruning_rule
+    from .lottery_rounds import LotteryConfig, choose_round, pruning_rule, rewinding_rule
 
     spec = registry.get(name)
     check_out_dir(folder, ticket_dir, overwrite)
@@ -335,6 +335,7 @@ def package_ticket(name, ticket_dir, round_index=None, folder=None, cards_dir=No
             "ticket_of": spec.ticket_of,
             "round": r,
             "pruning": pruning_rule(config, masks.kinds()),
+            "rewinding": rewinding_rule(config),
             "weights_remaining": masks.remaining(),
             "epochs_per_round": config.epochs,
             "train_examples": config.max_examples or 60000,
