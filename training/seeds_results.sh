@@ -23,12 +23,14 @@
 #                        sharpness_max, 5 seeds (30 runs); (b) MLP with SGD, AdaGrad,
 #                        Adam, one teleport at initialisation vs none, 5 seeds (30 runs);
 #                        (c) GIM module 1 under InfoNCE, 5 seeds (10 runs)
-#   tickets       8.5 h  IMP of the GIM encoder under InfoNCE, rounds of one epoch of the
-#                        60,000 images, seeds 0 and 1, for each of TICKET_EXPERIMENTS
-#                        (lth_results.sh's gim60kgloballate: global 20% per round, late
-#                        rewinding, 12 rounds to 8.6%; gim60kglobal: global 30%, 10 rounds
-#                        to 4%; gim60k: layerwise 30%); 75-90 min a run (415-470 s a round,
-#                        measured); after each run its probes (linear, all labels, 3 probe
+#   tickets      12.5 h  IMP of the GIM encoder under InfoNCE, rounds of one epoch of the
+#                        60,000 images (two for gim60kglobal2ep), seeds 0 and 1, for each of
+#                        TICKET_EXPERIMENTS (lth_results.sh's gim60kgloballate: global 20%
+#                        per round, late rewinding, 12 rounds to 8.6%; gim60kglobal2ep:
+#                        global 30%, 2 epochs a round, 8 rounds to 8.2%; gim60kglobal: global
+#                        30%, 10 rounds to 4%; gim60k: layerwise 30%); 75-90 min a run (415-470
+#                        s a round, measured), about 2 h for gim60kglobal2ep; after each run
+#                        its probes (linear, all labels, 3 probe
 #                        seeds, ~3.5 min each: the dense round and every round at <= 15%
 #                        of the weights) and the package step
 #   ticket-probes        any probe the tickets step left undone, and the tickets reports
@@ -56,7 +58,7 @@ main() {
                   rifle-10-more"}
   SEEDS=${SEEDS:-"0 1 2 3 4"}
   TICKET_SEEDS=${TICKET_SEEDS:-"0 1"}
-  TICKET_EXPERIMENTS=${TICKET_EXPERIMENTS:-"gim60kgloballate gim60kglobal gim60k"}
+  TICKET_EXPERIMENTS=${TICKET_EXPERIMENTS:-"gim60kgloballate gim60kglobal2ep gim60kglobal gim60k"}
   OUT=runs/seeds
   mkdir -p "$OUT"
   exec 9>"$OUT/schedule.lock"
