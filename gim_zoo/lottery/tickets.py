@@ -63,6 +63,12 @@ def round_metrics_by_number(run_dir):
     return found
 
 
+def common_rounds(runs):
+    """The round numbers every one of `runs` (each {round: metrics}) has, in order."""
+    runs = list(runs)
+    return sorted(set.intersection(*map(set, runs))) if runs else []
+
+
 def read_round_masks(masks, run_dir, r):
     """Round r's masks of a ticket run, for the kernels of `masks` (not yet assigned)."""
     path = masks_path(run_dir, r)

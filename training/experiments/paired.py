@@ -326,9 +326,6 @@ def _by_round(per_seed, r, key="test_accuracy", scale=100.0):
     return {s: scale * rounds[r][key] for s, rounds in per_seed.items() if r in rounds}
 
 
-def _common_rounds(per_seed):
-    """The rounds every seed's run has finished, in order."""
-    return sorted(set.intersection(*map(set, per_seed.values()))) if per_seed else []
 
 
 def ticket_pairs_table(results, probes=None):
@@ -401,8 +398,10 @@ def ticket_headline(results, probes=None):
     labels = list(results)
     if not labels:
         return ""
+    from gim_zoo.lottery.tickets import common_rounds
+
     ticket = results[labels[0]]
-    r = max(_common_rounds(ticket), default=0)
+    r = max(common_rounds(ticket.values()), default=0)
     if r < 1:
         return ""
     remaining = np.mean([100 * rs[r]["remaining"] for rs in ticket.values()])
@@ -418,10 +417,12 @@ def ticket_headline(results, probes=None):
 
 
 def plot_ticket_pairs(results, out_path):
+    from gim_zoo.lottery.tickets import common_rounds
+
     labels = list(results)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     ticket = results[labels[0]] if labels else {}
-    rounds = _common_rounds(ticket)
+    rounds = common_rounds(ticket.values())
     comparisons = [("dense (round 0)", lambda r: _by_round(ticket, 0))] + \
         [(label, lambda r, label=label: _by_round(results[label], r)) for label in labels[1:]]
     for i, (name, other) in enumerate(comparisons):

@@ -155,10 +155,12 @@ def ticket_curves(runs):
     runs: {label: [run directory per seed]}."""
     import numpy as np
 
+    from gim_zoo.lottery.tickets import common_rounds
+
     curves = {}
     for label, dirs in runs.items():
         per_seed = [r for r in map(read_rounds, dirs) if r]
-        rounds = sorted(set.intersection(*map(set, per_seed))) if per_seed else []
+        rounds = common_rounds(per_seed)
         if not rounds:
             continue
         remaining = [100 * per_seed[0][i]["remaining"] for i in rounds]
