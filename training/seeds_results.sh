@@ -30,9 +30,9 @@
 #                        global 30%, 2 epochs a round, 8 rounds to 8.2%; gim60kglobal: global
 #                        30%, 10 rounds to 4%; gim60k: layerwise 30%); 75-90 min a run (415-470
 #                        s a round, measured), about 2 h for gim60kglobal2ep; after each run
-#                        its probes (linear, all labels, 3 probe
-#                        seeds, ~3.5 min each: the dense round and every round at <= 15%
-#                        of the weights) and the package step
+#                        its probes (linear, all labels, 3 probe seeds, ~3.5 min each: the
+#                        dense round and every round at <= 15% of the weights) and the
+#                        package step
 #   ticket-probes        any probe the tickets step left undone, and the tickets reports
 #   package       0.3 h  the sparsest ticket round <= 15% within a point of dense on the
 #                        probe, over every ticket run: bundled (package.py), SavedModel +
