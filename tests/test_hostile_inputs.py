@@ -145,6 +145,7 @@ def test_script_configs_refuse_out_of_range_numbers_before_writing(tmp_path, mod
     ({"rates": {"dense": 0.2}}, r"no rate for \['output'\]"),
     ({"rates": {"Dense": 0.2, "output": 0.1}}, r"unknown layer kinds \['Dense'\]"),
     ({"rewind_step": -1}, "rewind_step must be an integer >= 0"),
+    ({"global_rate": 0.5, "global_score": "LAMP"}, "global_score must be one of"),
 ])
 def test_prune_with_rewind_refuses_bad_rates_before_pruning(kwargs, message):
     from gim_zoo.lottery import PruneWithRewind, PruningMasks
@@ -156,7 +157,8 @@ def test_prune_with_rewind_refuses_bad_rates_before_pruning(kwargs, message):
         PruneWithRewind(masks, prune_at_end=True, **kwargs)
     if "rewind_step" not in kwargs:  # the masks' own pruning checks them too
         with pytest.raises(ValueError, match=message):
-            masks.magnitude_prune(kwargs.get("rates"), kwargs.get("global_rate"))
+            masks.magnitude_prune(kwargs.get("rates"), kwargs.get("global_rate"),
+                                  kwargs.get("global_score", "magnitude"))
     for path, mask in masks.numpy().items():
         np.testing.assert_array_equal(mask, before[path])
 

@@ -100,6 +100,36 @@ def test_global_round_prunes_by_pooled_magnitude():
     assert max(per_layer) - min(per_layer) > 0.01  # not the same rate in every layer
 
 
+def test_lamp_scores_follow_their_definition():
+    from gim_zoo.lottery.masks import lamp_scores
+
+    w = np.array([[0.5, -2.0], [1.0, 0.0]])
+    mask = np.array([[1.0, 1.0], [1.0, 0.0]])  # the 0.0 is pruned already
+    # survivors ascending: 0.5, 1, 2 -> 0.25/5.25, 1/5, 4/4 (the largest always 1)
+    np.testing.assert_allclose(lamp_scores(np.abs(w), mask),
+                               [[0.25 / 5.25, 1.0], [0.2, 0.0]])
+
+
+def test_global_lamp_round_keeps_every_layer_that_magnitude_empties():
+    # a layer of small weights (its last kernel scaled by 1e-3): pooled by |w| it loses
+    # every weight at a 90% global rate; by LAMP score its largest weights stay
+    model = mlp()
+    masks = PruningMasks(model)
+    small = masks.kernels[-1][2]
+    small.assign(small.numpy() * 1e-3)
+    by_magnitude = masks.magnitude_prune(global_rate=0.9)
+    by_lamp = masks.magnitude_prune(global_rate=0.9, global_score="lamp")
+    small_path = masks.kernels[-1][0]
+    assert by_magnitude[small_path].sum() == 0 and by_lamp[small_path].sum() > 0
+    alive = sum(m.size for m in masks.numpy().values())
+    assert sum(m.sum() for m in by_lamp.values()) == alive - round(0.9 * alive)
+    # within each layer, LAMP keeps that layer's largest weights
+    for path, _, kernel in masks.kernels:
+        magnitude = np.abs(kernel.numpy())
+        kept, removed = magnitude[by_lamp[path] > 0], magnitude[by_lamp[path] == 0]
+        assert kept.size and (removed.size == 0 or removed.max() <= kept.min())
+
+
 @pytest.mark.parametrize("rewind_step", [0, 3])
 def test_rewind_restores_the_exact_values_and_a_fresh_optimizer(rewind_step):
     model = mlp()

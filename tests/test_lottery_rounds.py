@@ -85,6 +85,34 @@ def test_bad_control_rounds_are_refused_before_anything_is_written(tmp_path, kw,
     assert not (tmp_path / "c").exists()
 
 
+def test_a_lamp_run_prunes_its_trained_weights_by_lamp_score(tmp_path):
+    from gim_zoo.lottery import PruningMasks, build_network
+    from gim_zoo.lottery.masks import load_arrays
+    from gim_zoo.lottery.tickets import masks_path, trained_weights_path
+
+    run = config(tmp_path, "lamp", rounds=2, global_rate=0.9, global_score="lamp")
+    run_imp(run)
+    trained = build_network("lenet300")
+    trained.load_weights(trained_weights_path(run.out_dir, 0))
+    masks = PruningMasks(trained)
+    expected = masks.magnitude_prune(global_rate=0.9, global_score="lamp")
+    by_magnitude = masks.magnitude_prune(global_rate=0.9)
+    written = load_arrays(masks_path(run.out_dir, 1))
+    for mask, want, other in zip(written, expected.values(), by_magnitude.values()):
+        np.testing.assert_array_equal(mask, want)
+    assert any(np.any(m != o) for m, o in zip(written, by_magnitude.values()))
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(global_score="lamp"), "--global_score=lamp ranks the weights of global pruning"),
+    (dict(global_rate=0.2, global_score="magnitudes"), "--global_score must be one of"),
+])
+def test_bad_global_scores_are_refused_before_anything_is_written(tmp_path, kw, message):
+    with pytest.raises(ValueError, match=message):
+        run_imp(config(tmp_path, "c", **kw))
+    assert not (tmp_path / "c").exists()
+
+
 def test_control_without_ticket_is_refused(tmp_path):
     with pytest.raises(ValueError, match="needs --ticket_dir"):
         run_imp(config(tmp_path, "c", control="random_prune"))
@@ -181,6 +209,8 @@ def test_the_pruning_rule_in_words():
 
     assert pruning_rule(LotteryConfig(global_rate=0.3, conv_rate=0.3), {"conv"}) == (
         "global: 30% of all surviving weights per round, pooled")
+    assert pruning_rule(LotteryConfig(global_rate=0.2, global_score="lamp"), {"conv"}) == (
+        "global: 20% of all surviving weights per round, pooled by LAMP score")
     assert pruning_rule(LotteryConfig(conv_rate=0.25), {"conv", "output"}) == (
         "layerwise: 25% of each conv kernel's surviving weights, 10% of each output "
         "kernel's surviving weights per round")
@@ -333,6 +363,13 @@ def test_gim60kglobal2ep_is_gim60kglobal_with_rounds_of_two_epochs():
     one_epoch = set(lth_results_commands("ticket", "gim60kglobal")[1][0].split())
     assert flags - one_epoch == {"--epochs=2", "--rounds=8",
                                  "--out_dir=runs/lth/gim60kglobal2ep-ticket-seed1"}
+
+
+def test_gim60klamp_is_gim60kglobal_ranked_by_lamp_scores():
+    flags = set(lth_results_commands("ticket", "gim60klamp")[1][0].split())
+    magnitude = set(lth_results_commands("ticket", "gim60kglobal")[1][0].split())
+    assert flags - magnitude == {"--global_score=lamp", "--rounds=8",
+                                 "--out_dir=runs/lth/gim60klamp-ticket-seed1"}
 
 
 def test_lth_results_refuses_an_unknown_part():

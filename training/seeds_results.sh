@@ -23,9 +23,10 @@
 #                        sharpness_max, 5 seeds (30 runs); (b) MLP with SGD, AdaGrad,
 #                        Adam, one teleport at initialisation vs none, 5 seeds (30 runs);
 #                        (c) GIM module 1 under InfoNCE, 5 seeds (10 runs)
-#   tickets      12.5 h  IMP of the GIM encoder under InfoNCE, rounds of one epoch of the
+#   tickets      14.5 h  IMP of the GIM encoder under InfoNCE, rounds of one epoch of the
 #                        60,000 images (two for gim60kglobal2ep), seeds 0 and 1, for each of
-#                        TICKET_EXPERIMENTS (lth_results.sh's gim60kgloballate: global 20%
+#                        TICKET_EXPERIMENTS (lth_results.sh's gim60klamp: gim60kglobal ranked
+#                        by LAMP scores, 8 rounds, about 1 h; gim60kgloballate: global 20%
 #                        per round, late rewinding, 12 rounds to 8.6%; gim60kglobal2ep:
 #                        global 30%, 2 epochs a round, 8 rounds to 8.2%; gim60kglobal: global
 #                        30%, 10 rounds to 4%; gim60k: layerwise 30%); 75-90 min a run (415-470
@@ -58,7 +59,8 @@ main() {
                   rifle-10-more"}
   SEEDS=${SEEDS:-"0 1 2 3 4"}
   TICKET_SEEDS=${TICKET_SEEDS:-"0 1"}
-  TICKET_EXPERIMENTS=${TICKET_EXPERIMENTS:-"gim60kgloballate gim60kglobal2ep gim60kglobal gim60k"}
+  TICKET_EXPERIMENTS=${TICKET_EXPERIMENTS:-"gim60klamp gim60kgloballate gim60kglobal2ep gim60kglobal
+                                            gim60k"}
   OUT=runs/seeds
   mkdir -p "$OUT"
   exec 9>"$OUT/schedule.lock"

@@ -20,8 +20,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from gim_zoo.lottery.masks import (check_rates, load_arrays, retrace_train_function,
-                                   save_arrays)
+from gim_zoo.lottery.masks import (check_global_score, check_rates, load_arrays,
+                                   retrace_train_function, save_arrays)
 from gim_zoo.optimizer_slots import reset_slots
 from gim_zoo.validation import check_int
 
@@ -34,7 +34,8 @@ class PruneWithRewind(keras.callbacks.Callback):
       except the masks is rewound (kernels, biases, norms); the optimizer's state is reset
       to fresh.
     rates / global_rate: magnitude pruning per layer kind (default LAYERWISE_RATES) or
-      pooled over all kernels (see PruningMasks.magnitude_prune).
+      pooled over all kernels, ranked by global_score, "magnitude" or "lamp" (see
+      PruningMasks.magnitude_prune).
     prune_at_end: prune and rewind in on_train_end (one fit = one round).
     rewind_at_end: rewind only, the masks unchanged (a control run whose masks come from
       elsewhere); ignored with prune_at_end.
@@ -42,12 +43,13 @@ class PruneWithRewind(keras.callbacks.Callback):
     """
 
     def __init__(self, masks, rewind_step=0, rates=None, global_rate=None,
-                 prune_at_end=False, verbose=0, rewind_at_end=False):
+                 prune_at_end=False, verbose=0, rewind_at_end=False, global_score="magnitude"):
         super().__init__()
         self.masks = masks
         self.rewind_step = check_int("rewind_step", rewind_step, low=0)
         # checked here (a bad rate refused before any training), kinds again at train begin
         self.rates, self.global_rate = check_rates(rates, global_rate, masks.kinds())
+        self.global_score = check_global_score(global_score)
         self.prune_at_end = prune_at_end
         self.rewind_at_end = rewind_at_end
         self.verbose = verbose
@@ -84,7 +86,7 @@ class PruneWithRewind(keras.callbacks.Callback):
         if self.rewind_point is None:
             raise RuntimeError(
                 f"no rewind point: training stopped before step {self.rewind_step}")
-        new_masks = self.masks.magnitude_prune(self.rates, self.global_rate)
+        new_masks = self.masks.magnitude_prune(self.rates, self.global_rate, self.global_score)
         self.rewind()
         self.masks.assign(new_masks)
         if self.verbose:

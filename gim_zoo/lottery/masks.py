@@ -4,7 +4,8 @@ Masks are Keras `Constraint`s on the kernels: every optimizer applies a variable
 constraint after each update, on every backend, so a pruned weight stays exactly zero
 (Adam's momentum cannot revive it). Biases and normalisation parameters are never pruned.
 Pruning strategies: by magnitude per layer (Frankle & Carbin's rates) or pooled over all
-kernels (global), and random masks with a ticket's per-layer counts (the control).
+kernels (global, scored by magnitude or by LAMP), and random masks with a ticket's
+per-layer counts (the control).
 Written in keras.ops / numpy only.
 
     masks = PruningMasks(model)                 # all ones: nothing pruned yet
@@ -25,6 +26,16 @@ from gim_zoo.validation import check_rate
 
 # Frankle & Carbin's per-round rates: fully-connected 20%, output layer 10%, conv 10-15%.
 LAYERWISE_RATES = {"dense": 0.2, "output": 0.1, "conv": 0.15}
+# How global pruning ranks the pooled weights: by |w|, or by LAMP scores (Lee et al.,
+# ICLR 2021), which compare each weight with the larger ones of its own layer, so that a
+# layer of many small weights (a wide 3x3 conv) is not emptied before the others.
+GLOBAL_SCORES = ("magnitude", "lamp")
+
+
+def check_global_score(global_score):
+    if global_score not in GLOBAL_SCORES:
+        raise ValueError(f"global_score must be one of {GLOBAL_SCORES}, got {global_score!r}")
+    return global_score
 
 
 def check_rates(rates=None, global_rate=None, kinds=None):
@@ -161,13 +172,17 @@ class PruningMasks:
     def counts(self):
         return {path: (int(np.count_nonzero(m)), int(m.size)) for path, m in self.numpy().items()}
 
-    def magnitude_prune(self, rates=None, global_rate=None):
+    def magnitude_prune(self, rates=None, global_rate=None, global_score="magnitude"):
         """New masks removing the smallest surviving |w|: per layer at rates[kind], or
-        pooled over all kernels at global_rate. Returns the masks (not yet assigned)."""
+        pooled over all kernels at global_rate, ranked by `global_score` (GLOBAL_SCORES).
+        Returns the masks (not yet assigned)."""
         rates, global_rate = check_rates(rates, global_rate, self.kinds())
+        check_global_score(global_score)
         masks = self.numpy()
         weights = {path: np.abs(kernel.numpy()) for path, _, kernel in self.kernels}
         if global_rate is not None:
+            if global_score == "lamp":
+                weights = {p: lamp_scores(w, masks[p]) for p, w in weights.items()}
             return _prune_pooled(masks, weights, global_rate)
         new = {}
         for path, kind, _ in self.kernels:
@@ -214,8 +229,22 @@ def _prune_one(mask, magnitude, rate):
     return new.reshape(mask.shape)
 
 
+def lamp_scores(magnitude, mask):
+    """LAMP scores of one kernel's surviving weights (pruned ones score 0): w^2 divided by
+    the sum of w^2 over the surviving weights at least as large. The largest weight of
+    every layer scores 1, so global pruning by these scores never empties a layer."""
+    squared = np.where(mask > 0, magnitude, 0.0).reshape(-1).astype("float64") ** 2
+    alive = np.flatnonzero(mask.reshape(-1) > 0)
+    order = alive[np.argsort(squared[alive], kind="stable")]
+    at_least = np.cumsum(squared[order][::-1])[::-1]  # sum over this weight and larger
+    scores = np.zeros_like(squared)
+    scores[order] = squared[order] / np.where(at_least > 0, at_least, 1.0)
+    return scores.reshape(mask.shape)
+
+
 def _prune_pooled(masks, weights, rate):
-    """Global pruning: pool every surviving |w| and remove round(rate * alive) smallest."""
+    """Global pruning: pool every surviving weight's score (|w| or LAMP) and remove the
+    round(rate * alive) lowest."""
     paths = list(masks)
     alive = [np.flatnonzero(masks[p].reshape(-1) > 0) for p in paths]
     magnitudes = np.concatenate([weights[p].reshape(-1)[a] for p, a in zip(paths, alive)])

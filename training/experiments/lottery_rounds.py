@@ -26,7 +26,8 @@ from gim_zoo import registry
 from gim_zoo.data import image_pipeline, load_fashion_mnist
 from gim_zoo.data.sources import FASHION_MNIST
 from gim_zoo.files import atomic_save_weights, atomic_write_json
-from gim_zoo.lottery import LAYERWISE_RATES, NETWORKS, PruneWithRewind, PruningMasks
+from gim_zoo.lottery import (GLOBAL_SCORES, LAYERWISE_RATES, NETWORKS, PruneWithRewind,
+                             PruningMasks)
 from gim_zoo.lottery.networks import build_network
 from gim_zoo.lottery.tickets import (completed_rounds, masks_path, read_round_masks,
                                      read_round_metrics, rewind_point_path,
@@ -57,6 +58,7 @@ class LotteryConfig:
     learning_rate: float = 1.2e-3
     rewind_step: int = 0
     global_rate: float = 0.0  # 0: layerwise rates (dense 20%, output 10%, conv conv_rate)
+    global_score: str = "magnitude"  # or "lamp": how global pruning ranks the weights
     conv_rate: float = 0.15
     control: str = ""
     ticket_dir: str = ""
@@ -92,6 +94,9 @@ class LotteryConfig:
         "conv_rate": "layerwise pruning: fraction of surviving conv weights removed per "
                      "round (Frankle & Carbin: 10-15%)",
         "global_rate": "prune this fraction of all surviving weights per round, pooled",
+        "global_score": "how --global_rate ranks the pooled weights: 'magnitude' (|w|) or "
+                        "'lamp' (Lee et al. 2021: |w|^2 over the sum of w^2 of the layer's "
+                        "larger weights, so no layer is emptied first)",
         "control": "'', 'random_reinit' or 'random_prune' (needs --ticket_dir)",
         "ticket_dir": "the ticket run a control takes its masks from",
         "control_rounds": "a control: train only these rounds (comma-separated, e.g. "
@@ -110,7 +115,9 @@ def pruning_rule(config, kinds):
     """What a run pruned each round, in words, for a network with kernels of `kinds` (a
     packaged ticket's metrics and card)."""
     if config.global_rate:
-        return f"global: {config.global_rate:.0%} of all surviving weights per round, pooled"
+        scored = " by LAMP score" if config.global_score == "lamp" else ""
+        return (f"global: {config.global_rate:.0%} of all surviving weights per round, "
+                f"pooled{scored}")
     rates = {**LAYERWISE_RATES, "conv": config.conv_rate}
     return "layerwise: " + ", ".join(f"{rates[kind]:.0%} of each {kind} kernel's surviving "
                                      "weights" for kind in sorted(kinds)) + " per round"
@@ -246,6 +253,12 @@ def run_imp(config):
         raise ValueError("a control run needs --ticket_dir (the ticket run to compare with)")
     if not config.out_dir:
         raise ValueError("--out_dir is required")
+    if config.global_score not in GLOBAL_SCORES:
+        raise ValueError(f"--global_score must be one of {GLOBAL_SCORES}, got "
+                         f"{config.global_score!r}")
+    if config.global_score != "magnitude" and not config.global_rate:
+        raise ValueError(f"--global_score={config.global_score} ranks the weights of global "
+                         "pruning: give --global_rate too (layerwise pruning ranks by |w|)")
     todo_rounds = _control_rounds(config)  # checked before the run directory is written
     run = RunDirectory(config.out_dir)
     run.prepare(dataclasses.asdict(config), defaults=dataclasses.asdict(LotteryConfig()))
@@ -260,6 +273,7 @@ def run_imp(config):
     # ticket run's, or derived from them)
     rewind = PruneWithRewind(masks, config.rewind_step, rates=rates,
                              global_rate=config.global_rate or None,
+                             global_score=config.global_score,
                              prune_at_end=not config.control,
                              rewind_at_end=bool(config.control))
 
