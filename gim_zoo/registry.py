@@ -196,7 +196,7 @@ _SPECS = [
               "Lottery ticket of the GIM encoder: iterative magnitude pruning under its own "
               "InfoNCE losses (no labels), survivors rewound to their initial values; the "
               "sparsest round whose linear probe stays within a point of the dense round.",
-              epochs=1, ticket_of="gim-fmnist-resnet", ticket_experiment="gim"),
+              epochs=1, ticket_of="gim-fmnist-resnet", ticket_experiment="gim60klamp"),
     ModelSpec("supervised-fmnist-resnet-ticket", "supervised", FASHION_MNIST,
               FASHION_MNIST_ENCODER,
               "Lottery ticket of the supervised encoder: iterative magnitude pruning under "
