@@ -242,17 +242,17 @@ def lamp_scores(magnitude, mask):
     return scores.reshape(mask.shape)
 
 
-def _prune_pooled(masks, weights, rate):
+def _prune_pooled(masks, scores, rate):
     """Global pruning: pool every surviving weight's score (|w| or LAMP) and remove the
     round(rate * alive) lowest."""
     paths = list(masks)
     alive = [np.flatnonzero(masks[p].reshape(-1) > 0) for p in paths]
-    magnitudes = np.concatenate([weights[p].reshape(-1)[a] for p, a in zip(paths, alive)])
-    n_remove = int(round(rate * magnitudes.size))
+    pooled = np.concatenate([scores[p].reshape(-1)[a] for p, a in zip(paths, alive)])
+    n_remove = int(round(rate * pooled.size))
     owner = np.concatenate([np.full(a.size, i) for i, a in enumerate(alive)])
     position = np.concatenate(alive)
     new = {p: masks[p].copy().reshape(-1) for p in paths}
-    for k in np.argsort(magnitudes, kind="stable")[:n_remove]:
+    for k in np.argsort(pooled, kind="stable")[:n_remove]:
         new[paths[owner[k]]][position[k]] = 0.0
     return {p: new[p].reshape(masks[p].shape) for p in paths}
 
